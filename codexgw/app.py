@@ -1,0 +1,187 @@
+# -*- test-case-name: tests.test_app -*-
+"""
+The HTTP routes, as a Klein app. Routes are thin: they parse, pick an
+upstream and hand over to L{codexgw.proxy.Proxy}.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from klein import Klein
+from twisted.internet.defer import CancelledError
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.server import Request
+from werkzeug.exceptions import MethodNotAllowed as WZMethodNotAllowed
+from werkzeug.exceptions import NotFound as WZNotFound
+
+from codexgw._version import __version__
+from codexgw.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
+from codexgw.metrics import CONTENT_TYPE
+from codexgw.relay import CLIENT_GONE
+
+if TYPE_CHECKING:
+    from codexgw.service import Gateway
+
+CHAT = "/v1/chat/completions"
+
+log = Logger()
+
+
+def _model(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("'model' is required and must be a non-empty string", param="model")
+    return model
+
+
+class GatewayApp:
+    """The gateway's routes, bound to one L{Gateway}."""
+
+    app = Klein()
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.proxy = gateway.proxy
+
+    @app.route(CHAT, methods=["POST"])
+    async def chat_completions(self, request: Request) -> bytes | None:
+        proxy = self.proxy
+        ex = proxy.begin(request, CHAT)
+        try:
+            body, raw = proxy.readJSON(request)
+            model = _model(body)
+            upstream, upstreamModel = self.gateway.router.route(model)
+            ex.model, ex.upstream = model, upstream.name
+            if upstream.config.wire_api != "chat":
+                raise InvalidRequest(
+                    f"upstream {upstream.name!r} speaks the Responses API; Chat requests "
+                    "to it are not supported yet",
+                    param="model",
+                    code="unsupported_upstream",
+                )
+            if upstreamModel != model:
+                body["model"] = upstreamModel
+                raw = self.gateway.dumps(body)
+            stream = body.get("stream") is True
+            response = await upstream.request(
+                b"POST", "/chat/completions", raw, proxy.upstreamHeaders(ex, request)
+            )
+            await proxy.passThrough(ex, upstream, response, stream)
+            return None
+        except GatewayError as e:
+            return proxy.fail(ex, e)
+        except CancelledError:
+            ex.outcome = CLIENT_GONE
+            if ex.relay is not None:
+                ex.relay.end(CLIENT_GONE)
+            return None
+        except Exception:
+            return self._internal(ex)
+        finally:
+            proxy.finish(ex)
+
+    @app.route("/v1/models", methods=["GET"])
+    async def models(self, request: Request) -> bytes:
+        ex = self.proxy.begin(request, "/v1/models")
+        try:
+            return self.proxy.json(ex, await self.gateway.catalog.list())
+        finally:
+            self.proxy.finish(ex)
+
+    @app.route("/health/live", methods=["GET"])
+    def live(self, request: Request) -> bytes:
+        ex = self.proxy.begin(request, "/health/live")
+        try:
+            return self.proxy.json(ex, {"status": "ok"})
+        finally:
+            self.proxy.finish(ex)
+
+    @app.route("/health/ready", methods=["GET"])
+    async def ready(self, request: Request) -> bytes:
+        ex = self.proxy.begin(request, "/health/ready")
+        try:
+            gw = self.gateway
+            if gw.draining:
+                return self.proxy.json(ex, {"status": "draining"}, 503)
+            state = await gw.health.probe(gw.config.default_upstream)
+            ok = bool(state.reachable)
+            return self.proxy.json(
+                ex,
+                {
+                    "status": "ok" if ok else "unavailable",
+                    "upstream": gw.config.default_upstream,
+                    "error": state.error,
+                },
+                200 if ok else 503,
+            )
+        finally:
+            self.proxy.finish(ex)
+
+    @app.route("/health", methods=["GET"])
+    async def health(self, request: Request) -> bytes:
+        ex = self.proxy.begin(request, "/health")
+        try:
+            gw = self.gateway
+            upstreams = {}
+            for name, upstream in gw.upstreams.items():
+                state = await gw.health.probe(name)
+                upstreams[name] = dict(
+                    state.asDict(),
+                    wire_api=upstream.config.wire_api,
+                    provider=upstream.config.provider,
+                    base_url=upstream.base_url,
+                )
+            return self.proxy.json(
+                ex,
+                {
+                    "status": "draining" if gw.draining else "ok",
+                    "version": __version__,
+                    "uptime_seconds": round(gw.clock.seconds() - gw.health.started, 3),
+                    "default_upstream": gw.config.default_upstream,
+                    "active_streams": len(self.proxy.active),
+                    "upstreams": upstreams,
+                },
+            )
+        finally:
+            self.proxy.finish(ex)
+
+    @app.route("/metrics", methods=["GET"])
+    def metrics(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", CONTENT_TYPE.encode())
+        return self.gateway.metrics.render()
+
+    @app.handle_errors(WZNotFound)
+    def notFound(self, request: Request, failure: Failure) -> bytes:
+        return self._routeError(
+            request, NotFound(f"no route for {request.method.decode()} {request.path.decode()}")
+        )
+
+    @app.handle_errors(WZMethodNotAllowed)
+    def notAllowed(self, request: Request, failure: Failure) -> bytes:
+        return self._routeError(
+            request,
+            MethodNotAllowed(
+                f"method {request.method.decode()} is not allowed on {request.path.decode()}"
+            ),
+        )
+
+    def _internal(self, ex: Any) -> bytes | None:
+        """A bug: log it whole, answer 500 in OpenAI's shape, keep serving."""
+        log.failure(
+            "unhandled error in {route} request_id={request_id}",
+            route=ex.route,
+            request_id=ex.request_id,
+        )
+        if ex.request.startedWriting:
+            ex.request.loseConnection()
+            return None
+        return self.proxy.fail(ex, GatewayError("internal gateway error"))
+
+    def _routeError(self, request: Request, error: GatewayError) -> bytes:
+        ex = self.proxy.begin(request, "unmatched")
+        try:
+            return self.proxy.fail(ex, error)
+        finally:
+            self.proxy.finish(ex)

@@ -1,0 +1,456 @@
+# -*- test-case-name: tests.test_config -*-
+"""
+Configuration: YAML with C{${ENV}} interpolation and environment overrides,
+validated once at start into frozen value objects.
+
+Every problem is reported with the file, the dotted key and what was expected,
+and all problems are reported at once, so an operator fixes a config in one
+pass instead of one error per restart.
+
+With no file at all the gateway serves the built-in offline demo model; one
+environment variable (C{CODEXGW_UPSTREAM_URL}) points it at a real provider.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import attrs
+import yaml
+
+DEFAULT_LISTEN = "tcp:8080:interface=127.0.0.1"
+DEMO_UPSTREAM = "demo"
+WIRE_APIS = ("chat", "responses")
+
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """
+    The configuration is invalid.
+
+    @ivar problems: one line per problem, each naming file, key and expectation.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+@attrs.frozen
+class Timeouts:
+    """
+    Per-upstream timeouts in seconds; C{None} disables one.
+
+    @ivar connect: establishing the TCP/TLS connection.
+    @ivar first_byte: from sending the request to the response headers.
+    @ivar idle: the longest silence between two body chunks of a stream.
+    @ivar total: the whole exchange, body included.
+    """
+
+    connect: float = 10.0
+    first_byte: float = 300.0
+    idle: float = 300.0
+    total: float | None = None
+
+
+@attrs.frozen
+class UpstreamConfig:
+    """
+    One model server.
+
+    @ivar wire_api: the protocol it speaks, C{chat} or C{responses}.
+    @ivar provider: its dialect family; C{demo} is the built-in offline model.
+    @ivar models: the models it serves, when it should not be asked.
+    @ivar api_key: sent upstream, never logged (hence C{repr=False}).
+    """
+
+    name: str
+    base_url: str
+    wire_api: str = "chat"
+    provider: str = "openai"
+    api_key: str | None = attrs.field(default=None, repr=False)
+    headers: Mapping[str, str] = attrs.field(factory=dict, repr=False)
+    models: tuple[str, ...] = ()
+    timeouts: Timeouts = Timeouts()
+
+    @property
+    def is_demo(self) -> bool:
+        return self.provider == "demo"
+
+
+@attrs.frozen
+class ModelRoute:
+    """
+    A routing rule: requests for models matching C{match} (an exact name or a
+    shell glob) go to C{upstream}, renamed to C{model} when set.
+    """
+
+    match: str
+    upstream: str
+    model: str | None = None
+
+
+@attrs.frozen
+class Config:
+    """
+    The validated gateway configuration.
+
+    @ivar source: the file it came from, or C{<defaults>}.
+    @ivar heartbeat_interval: seconds of upstream silence before a stream gets
+        a keep-alive.
+    @ivar models_cache_ttl: how long C{GET /v1/models} trusts an upstream list.
+    """
+
+    upstreams: Mapping[str, UpstreamConfig]
+    default_upstream: str
+    listen: str = DEFAULT_LISTEN
+    models: tuple[ModelRoute, ...] = ()
+    heartbeat_interval: float = 15.0
+    models_cache_ttl: float = 60.0
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_sse_line_bytes: int = 4 * 1024 * 1024
+    health_probe_interval: float = 5.0
+    source: str = "<defaults>"
+
+    @property
+    def default(self) -> UpstreamConfig:
+        return self.upstreams[self.default_upstream]
+
+
+def demo_upstream() -> UpstreamConfig:
+    """The built-in offline model's upstream; its address is bound at start."""
+    return UpstreamConfig(
+        name=DEMO_UPSTREAM,
+        base_url="http://127.0.0.1:0/v1",
+        provider="demo",
+        models=("codexgw-demo",),
+    )
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Reader:
+    """Walks raw YAML data, collecting problems instead of raising at the first."""
+
+    def __init__(self, source: str, environ: Mapping[str, str]) -> None:
+        self.source = source
+        self.environ = environ
+        self.problems: list[str] = []
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(f"{self.source}: {key}: {message}")
+
+    def interpolate(self, key: str, value: str) -> str:
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in self.environ:
+                return self.environ[name]
+            if default is not None:
+                return default
+            self.problem(
+                key,
+                f"environment variable {name} is not set (write ${{{name}:-}} to make it optional)",
+            )
+            return ""
+
+        return _ENV_REF.sub(sub, value)
+
+    def get(
+        self,
+        data: Mapping[str, Any],
+        key: str,
+        path: str,
+        kind: Callable[[str, Any], T | None],
+        default: T,
+    ) -> T:
+        if key not in data or data[key] is None:
+            return default
+        value = kind(f"{path}{key}", data[key])
+        return default if value is None else value
+
+    def string(self, key: str, value: Any) -> str | None:
+        if not isinstance(value, str):
+            self.problem(key, f"expected a string, got {_kind(value)}")
+            return None
+        return self.interpolate(key, value)
+
+    def number(self, key: str, value: Any) -> float | None:
+        if isinstance(value, str):
+            value = self.interpolate(key, value)
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            self.problem(key, f"expected a non-negative number of seconds, got {value!r}")
+            return None
+        return float(value)
+
+    def integer(self, key: str, value: Any) -> int | None:
+        if isinstance(value, str):
+            value = self.interpolate(key, value)
+            try:
+                value = int(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            self.problem(key, f"expected a positive whole number, got {value!r}")
+            return None
+        return value
+
+    def mapping(self, key: str, value: Any) -> Mapping[str, Any] | None:
+        if not isinstance(value, dict):
+            self.problem(key, f"expected a mapping, got {_kind(value)}")
+            return None
+        return value
+
+    def unknown(self, data: Mapping[str, Any], path: str, known: tuple[str, ...]) -> None:
+        for key in data:
+            if key not in known:
+                self.problem(f"{path}{key}", f"unknown key (expected one of: {', '.join(known)})")
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+    }.get(type(value), type(value).__name__)
+
+
+_TOP_KEYS = ("listen", "upstreams", "default_upstream", "models", "server")
+_UPSTREAM_KEYS = (
+    "base_url",
+    "api_key",
+    "wire_api",
+    "provider",
+    "headers",
+    "models",
+    "timeouts",
+)
+_SERVER_KEYS = (
+    "heartbeat_interval",
+    "models_cache_ttl",
+    "max_body_bytes",
+    "max_sse_line_bytes",
+    "health_probe_interval",
+)
+
+
+def _upstream(r: _Reader, name: str, data: Any) -> UpstreamConfig | None:
+    path = f"upstreams.{name}."
+    raw = r.mapping(path[:-1], data)
+    if raw is None:
+        return None
+    r.unknown(raw, path, _UPSTREAM_KEYS)
+    provider = r.get(raw, "provider", path, r.string, "openai")
+    base_url = r.get(raw, "base_url", path, r.string, "")
+    if provider == "demo":
+        base_url = base_url or demo_upstream().base_url
+    elif not base_url:
+        r.problem(f"{path}base_url", "required: the upstream's URL, e.g. http://127.0.0.1:9000/v1")
+    elif not re.match(r"^https?://[^/\s]+", base_url):
+        r.problem(f"{path}base_url", f"expected an http:// or https:// URL, got {base_url!r}")
+    wire_api = r.get(raw, "wire_api", path, r.string, "chat")
+    if wire_api not in WIRE_APIS:
+        r.problem(f"{path}wire_api", f"expected one of {', '.join(WIRE_APIS)}, got {wire_api!r}")
+    api_key = r.get(raw, "api_key", path, r.string, "") or None
+    headers: dict[str, str] = {}
+    rawHeaders = r.get(raw, "headers", path, r.mapping, {})
+    for hname, hvalue in rawHeaders.items():
+        value = r.string(f"{path}headers.{hname}", hvalue)
+        if value is not None:
+            headers[str(hname)] = value
+    models: list[str] = []
+    rawModels = raw.get("models")
+    if rawModels is not None:
+        if not isinstance(rawModels, list):
+            r.problem(f"{path}models", f"expected a list of model names, got {_kind(rawModels)}")
+        else:
+            for i, m in enumerate(rawModels):
+                value = r.string(f"{path}models[{i}]", m)
+                if value:
+                    models.append(value)
+    timeouts = Timeouts()
+    rawTimeouts = r.get(raw, "timeouts", path, r.mapping, {})
+    if rawTimeouts:
+        tpath = f"{path}timeouts."
+        r.unknown(rawTimeouts, tpath, ("connect", "first_byte", "idle", "total"))
+        timeouts = Timeouts(
+            connect=r.get(rawTimeouts, "connect", tpath, r.number, timeouts.connect),
+            first_byte=r.get(rawTimeouts, "first_byte", tpath, r.number, timeouts.first_byte),
+            idle=r.get(rawTimeouts, "idle", tpath, r.number, timeouts.idle),
+            total=r.get(rawTimeouts, "total", tpath, r.number, 0.0) or None,
+        )
+    return UpstreamConfig(
+        name=name,
+        base_url=base_url.rstrip("/"),
+        wire_api=wire_api,
+        provider=provider,
+        api_key=api_key,
+        headers=headers,
+        models=tuple(models),
+        timeouts=timeouts,
+    )
+
+
+def _routes(r: _Reader, data: Any, upstreams: Mapping[str, Any]) -> tuple[ModelRoute, ...]:
+    if data is None:
+        return ()
+    if not isinstance(data, list):
+        r.problem("models", f"expected a list of routing rules, got {_kind(data)}")
+        return ()
+    routes = []
+    for i, item in enumerate(data):
+        path = f"models[{i}]"
+        raw = r.mapping(path, item)
+        if raw is None:
+            continue
+        r.unknown(raw, path + ".", ("match", "upstream", "model"))
+        match = r.get(raw, "match", path + ".", r.string, "")
+        upstream = r.get(raw, "upstream", path + ".", r.string, "")
+        model = r.get(raw, "model", path + ".", r.string, "") or None
+        if not match:
+            r.problem(f"{path}.match", "required: a model name or glob such as 'gpt-4o*'")
+        if upstream not in upstreams:
+            r.problem(
+                f"{path}.upstream",
+                f"expected the name of an upstream ({', '.join(upstreams) or 'none defined'}), "
+                f"got {upstream!r}",
+            )
+        routes.append(ModelRoute(match=match, upstream=upstream, model=model))
+    return tuple(routes)
+
+
+def parse(data: Any, source: str, environ: Mapping[str, str] | None = None) -> Config:
+    """
+    Validate raw YAML data and apply environment overrides.
+
+    @param data: what C{yaml.safe_load} returned (L{None} for an empty file).
+    @param source: the file name, for error messages.
+    @param environ: the environment; C{os.environ} when L{None}.
+    @raise ConfigError: listing every problem found.
+    """
+    env = os.environ if environ is None else environ
+    r = _Reader(source, env)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{source}: expected a mapping at the top level, got {_kind(data)}"])
+    r.unknown(data, "", _TOP_KEYS)
+
+    upstreams: dict[str, UpstreamConfig] = {}
+    rawUpstreams = r.get(data, "upstreams", "", r.mapping, {})
+    for name, raw in rawUpstreams.items():
+        if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", str(name)):
+            r.problem(f"upstreams.{name}", "upstream names are letters, digits, _ . - only")
+            continue
+        upstream = _upstream(r, str(name), raw)
+        if upstream is not None:
+            upstreams[str(name)] = upstream
+
+    default = r.get(data, "default_upstream", "", r.string, "")
+    # One variable is enough to leave the demo for a real provider.
+    url = env.get("CODEXGW_UPSTREAM_URL")
+    if url:
+        name = env.get("CODEXGW_DEFAULT_UPSTREAM") or default or "main"
+        if name == DEMO_UPSTREAM:
+            name = "main"
+        base = upstreams.get(name) or UpstreamConfig(name=name, base_url=url)
+        upstreams[name] = attrs.evolve(
+            base,
+            base_url=url.rstrip("/"),
+            provider="openai" if base.is_demo else base.provider,
+            api_key=env.get("CODEXGW_UPSTREAM_API_KEY") or base.api_key,
+            wire_api=env.get("CODEXGW_UPSTREAM_WIRE_API") or base.wire_api,
+            models=() if base.is_demo else base.models,
+        )
+        default = name
+    if env.get("CODEXGW_DEFAULT_UPSTREAM") and not url:
+        default = env["CODEXGW_DEFAULT_UPSTREAM"]
+    if not upstreams:
+        upstreams[DEMO_UPSTREAM] = demo_upstream()
+    if not default:
+        if len(upstreams) == 1:
+            default = next(iter(upstreams))
+        else:
+            r.problem("default_upstream", "required when more than one upstream is defined")
+    elif default not in upstreams:
+        r.problem(
+            "default_upstream",
+            f"expected the name of an upstream ({', '.join(upstreams)}), got {default!r}",
+        )
+    for name, upstream in upstreams.items():
+        if upstream.wire_api not in WIRE_APIS:
+            r.problem(
+                f"upstreams.{name}.wire_api",
+                f"expected one of {', '.join(WIRE_APIS)}, got {upstream.wire_api!r}",
+            )
+
+    routes = _routes(r, data.get("models"), upstreams)
+    listen = env.get("CODEXGW_LISTEN") or r.get(data, "listen", "", r.string, DEFAULT_LISTEN)
+
+    server = r.get(data, "server", "", r.mapping, {})
+    r.unknown(server, "server.", _SERVER_KEYS)
+    defaults = Config(upstreams={}, default_upstream="")
+    config = Config(
+        upstreams=upstreams,
+        default_upstream=default,
+        listen=listen,
+        models=routes,
+        heartbeat_interval=r.get(
+            server, "heartbeat_interval", "server.", r.number, defaults.heartbeat_interval
+        ),
+        models_cache_ttl=r.get(
+            server, "models_cache_ttl", "server.", r.number, defaults.models_cache_ttl
+        ),
+        max_body_bytes=r.get(
+            server, "max_body_bytes", "server.", r.integer, defaults.max_body_bytes
+        ),
+        max_sse_line_bytes=r.get(
+            server, "max_sse_line_bytes", "server.", r.integer, defaults.max_sse_line_bytes
+        ),
+        health_probe_interval=r.get(
+            server, "health_probe_interval", "server.", r.number, defaults.health_probe_interval
+        ),
+        source=source,
+    )
+    if config.heartbeat_interval == 0:
+        r.problem("server.heartbeat_interval", "expected a positive number of seconds, got 0")
+    if r.problems:
+        raise ConfigError(r.problems)
+    return config
+
+
+def load(path: str | None, environ: Mapping[str, str] | None = None) -> Config:
+    """
+    Read and validate a config file; with no path, the defaults (demo model,
+    or the provider named by C{CODEXGW_UPSTREAM_URL}).
+
+    @raise ConfigError: the file is unreadable, not YAML, or invalid.
+    """
+    env = os.environ if environ is None else environ
+    if path is None:
+        path = env.get("CODEXGW_CONFIG") or None
+    if path is None:
+        return parse({}, "<defaults>", env)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError([f"{path}: cannot read: {e.strerror}"]) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError([f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}"]) from None
+    return parse(data, path, env)

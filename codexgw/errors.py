@@ -1,0 +1,136 @@
+# -*- test-case-name: tests.test_errors -*-
+"""
+Errors as typed values, mapped to OpenAI's error shape in one place.
+
+Every failure a client can see is one of these classes: the HTTP status,
+OpenAI C{type} and C{code} live on the class, so a route raises
+C{InvalidRequest("...", param="model")} and never builds an error body by
+hand. L{error_body} is the only function that serialises them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+
+class GatewayError(Exception):
+    """
+    An error a client receives as C{{"error": {message, type, param, code}}}.
+
+    @cvar status: the HTTP status code the client sees.
+    @cvar type: OpenAI's error C{type} string.
+    @cvar code: OpenAI's error C{code}, or L{None}.
+    """
+
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        status: int | None = None,
+        headers: dict[bytes, bytes] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.headers = headers or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class InvalidRequest(GatewayError):
+    """The client sent something we cannot act on (400)."""
+
+    status = 400
+    type = "invalid_request_error"
+
+
+class NotFound(GatewayError):
+    """A route, model or stored object does not exist (404)."""
+
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class UnsupportedMediaType(GatewayError):
+    status = 415
+    type = "invalid_request_error"
+    code = "unsupported_media_type"
+
+
+class Unauthorized(GatewayError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class RateLimited(GatewayError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class UpstreamUnavailable(GatewayError):
+    """The upstream could not be reached or broke before answering (502)."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_unavailable"
+
+
+class UpstreamTimeout(GatewayError):
+    """The upstream did not answer in time (504)."""
+
+    status = 504
+    type = "upstream_error"
+    code = "upstream_timeout"
+
+
+class UpstreamProtocolError(GatewayError):
+    """The upstream answered with something that is not the protocol it claims."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_protocol_error"
+
+
+def error_body(error: GatewayError) -> bytes:
+    """Serialise C{error} in OpenAI's error shape."""
+    return orjson.dumps(error.to_dict())
+
+
+def json_error(message: str, type: str, code: str | None = None, param: str | None = None) -> bytes:
+    """An OpenAI-shaped error body for callers that have no exception at hand."""
+    return orjson.dumps({"error": {"message": message, "type": type, "param": param, "code": code}})

@@ -1,0 +1,104 @@
+# -*- test-case-name: tests.test_health -*-
+"""
+Liveness, readiness and details.
+
+Readiness asks the upstream itself (C{GET /models}), because a gateway whose
+provider cannot be reached should be taken out of a load balancer. Probes are
+cached for C{health_probe_interval} seconds and coalesced: a burst of probe
+requests costs the upstream one request, never one each.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from codexgw.errors import GatewayError
+from codexgw.upstream import Upstream
+
+log = Logger()
+
+
+@attrs.define
+class UpstreamState:
+    """
+    What the last probe of one upstream found.
+
+    @ivar reachable: L{None} until probed.
+    @ivar status: the HTTP status of the probe, when it got one.
+    """
+
+    reachable: bool | None = None
+    status: int | None = None
+    error: str | None = None
+    checked_at: float | None = None
+    latency_ms: float | None = None
+
+    def asDict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+class HealthChecker:
+    """Probes upstreams on demand, at most once per interval each."""
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        upstreams: dict[str, Upstream],
+        interval: float,
+        timeout: float = 3.0,
+    ) -> None:
+        self._clock = clock
+        self._upstreams = upstreams
+        self._interval = interval
+        self._timeout = timeout
+        self.states = {name: UpstreamState() for name in upstreams}
+        self._inflight: dict[str, list[Deferred[UpstreamState]]] = {}
+        self.started = clock.seconds()
+        self.onChange: Any = None
+
+    def probe(self, name: str) -> Deferred[UpstreamState]:
+        """Fire with the state of upstream C{name}, probing it if stale."""
+        state = self.states[name]
+        now = self._clock.seconds()
+        if state.checked_at is not None and now - state.checked_at < self._interval:
+            return Deferred.fromCoroutine(_value(state))
+        waiting = self._inflight.get(name)
+        d: Deferred[UpstreamState] = Deferred()
+        if waiting is not None:
+            waiting.append(d)
+            return d
+        self._inflight[name] = [d]
+        Deferred.fromCoroutine(self._probe(name, now))
+        return d
+
+    async def _probe(self, name: str, started: float) -> None:
+        state = self.states[name]
+        try:
+            response = await self._upstreams[name].get("/models", timeout=self._timeout)
+            # Read and drop the body so the connection goes back to the pool.
+            await response.content()
+            state.status = response.code
+            state.reachable = response.code < 500
+            state.error = None if state.reachable else f"HTTP {response.code}"
+        except GatewayError as e:
+            state.reachable = False
+            state.status = None
+            state.error = e.message
+        except Exception as e:  # never let a probe break the health route
+            state.reachable = False
+            state.error = type(e).__name__
+        state.checked_at = self._clock.seconds()
+        state.latency_ms = round((state.checked_at - started) * 1000, 1)
+        if self.onChange is not None:
+            self.onChange(name, state)
+        for d in self._inflight.pop(name, []):
+            d.callback(state)
+
+
+async def _value(state: UpstreamState) -> UpstreamState:
+    return state

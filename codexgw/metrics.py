@@ -1,0 +1,95 @@
+# -*- test-case-name: tests.test_metrics -*-
+"""
+Prometheus metrics, in a registry per gateway so that two gateways embedded in
+one process (or one test run) do not collide.
+
+Label values are bounded: routes are fixed strings, upstreams come from the
+config, and models are capped at L{MAX_MODEL_LABELS} distinct values (after
+which C{other}), so a client inventing model names cannot grow the registry.
+Keys and secrets are never labels.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+MAX_MODEL_LABELS = 100
+_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class GatewayMetrics:
+    """The gateway's counters, gauges and histograms."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "codexgw_requests_total",
+            "Requests answered, by route, HTTP status, upstream and model.",
+            ["route", "status", "upstream", "model"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "codexgw_request_duration_seconds",
+            "Time from the request to the last byte of the response.",
+            ["route", "upstream"],
+            buckets=_BUCKETS,
+            registry=r,
+        )
+        self.ttfb = Histogram(
+            "codexgw_time_to_first_byte_seconds",
+            "Time from the request to the first body byte sent to the client.",
+            ["route", "upstream"],
+            buckets=_BUCKETS,
+            registry=r,
+        )
+        self.active_streams = Gauge(
+            "codexgw_active_streams",
+            "Streams being relayed right now.",
+            ["route"],
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "codexgw_upstream_errors_total",
+            "Upstream failures, by upstream and kind (connect, timeout, status, stream).",
+            ["upstream", "kind"],
+            registry=r,
+        )
+        self.upstream_up = Gauge(
+            "codexgw_upstream_up",
+            "1 when the last health probe reached the upstream, 0 when it did not.",
+            ["upstream"],
+            registry=r,
+        )
+        self.dropped_tools = Counter(
+            "codexgw_dropped_tools_total",
+            "Tools dropped from bridged requests because the upstream cannot run them.",
+            ["upstream", "tool"],
+            registry=r,
+        )
+        self._models: set[str] = set()
+        self._requestChildren: dict[tuple[str, str, str, str], Counter] = {}
+
+    def model_label(self, model: str | None) -> str:
+        """A bounded label value for C{model}."""
+        if not model:
+            return "none"
+        if model in self._models:
+            return model
+        if len(self._models) >= MAX_MODEL_LABELS or len(model) > 128:
+            return "other"
+        self._models.add(model)
+        return model
+
+    def count_request(self, route: str, status: int, upstream: str, model: str | None) -> None:
+        key = (route, str(status), upstream, self.model_label(model))
+        child = self._requestChildren.get(key)
+        if child is None:
+            child = self._requestChildren[key] = self.requests.labels(*key)
+        child.inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,84 @@
+# -*- test-case-name: tests.test_models -*-
+"""
+C{GET /v1/models}: what the gateway can serve.
+
+Models come from the config where an upstream lists them, otherwise from the
+upstream's own C{/models}, cached for C{models_cache_ttl} seconds. An
+upstream that fails to answer keeps its last good list (or contributes
+nothing) rather than failing the whole listing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from codexgw.upstream import Upstream
+
+log = Logger()
+
+
+def _entry(model_id: str, owner: str, created: int = 0) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": created, "owned_by": owner}
+
+
+class ModelCatalog:
+    def __init__(
+        self,
+        clock: IReactorTime,
+        upstreams: dict[str, Upstream],
+        aliases: list[tuple[str, Upstream]],
+        ttl: float,
+    ) -> None:
+        self._clock = clock
+        self._upstreams = upstreams
+        self._aliases = aliases
+        self._ttl = ttl
+        self._cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+
+    async def _fetch(self, upstream: Upstream) -> list[dict[str, Any]]:
+        if upstream.config.models:
+            return [_entry(m, upstream.name) for m in upstream.config.models]
+        now = self._clock.seconds()
+        cached = self._cache.get(upstream.name)
+        if cached is not None and now - cached[0] < self._ttl:
+            return cached[1]
+        try:
+            response = await upstream.get("/models", timeout=10.0)
+            body = await response.content()
+            if response.code != 200:
+                raise ValueError(f"HTTP {response.code}")
+            data = orjson.loads(body).get("data")
+            if not isinstance(data, list):
+                raise ValueError("no data list")
+            models = [
+                _entry(str(m["id"]), upstream.name, int(m.get("created") or 0))
+                for m in data
+                if isinstance(m, dict) and isinstance(m.get("id"), str)
+            ]
+        except Exception as e:
+            log.warn(
+                "listing models of upstream {upstream} failed: {error}",
+                upstream=upstream.name,
+                error=str(e) if not hasattr(e, "message") else e.message,
+            )
+            return cached[1] if cached else []
+        self._cache[upstream.name] = (now, models)
+        return models
+
+    async def list(self) -> dict[str, Any]:
+        seen: set[str] = set()
+        data: list[dict[str, Any]] = []
+        for upstream in self._upstreams.values():
+            for entry in await self._fetch(upstream):
+                if entry["id"] not in seen:
+                    seen.add(entry["id"])
+                    data.append(entry)
+        for alias, upstream in self._aliases:
+            if alias not in seen:
+                seen.add(alias)
+                data.append(_entry(alias, upstream.name))
+        return {"object": "list", "data": data}

@@ -1,0 +1,277 @@
+# -*- test-case-name: tests.test_proxy -*-
+"""
+One client request from arrival to the access log: reading the JSON body,
+relaying to an upstream, and accounting (metrics, access line) exactly once.
+
+The routes in L{codexgw.app} parse and pick; this module does the work, so
+the same steps serve pass-through and bridged routes alike.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import attrs
+import orjson
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.web.server import Request
+
+from codexgw.errors import (
+    GatewayError,
+    InvalidRequest,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    error_body,
+)
+from codexgw.logs import logAccess
+from codexgw.metrics import GatewayMetrics
+from codexgw.relay import CLIENT_GONE, COMPLETE, PassThroughRelay, _Relay
+from codexgw.upstream import Upstream
+
+# Response headers of the upstream that a client needs; the rest (hop-by-hop,
+# cookies, server banners) stay behind.
+_PASS_HEADERS = frozenset(
+    {
+        b"content-type",
+        b"retry-after",
+        b"retry-after-ms",
+        b"x-request-id",
+        b"openai-processing-ms",
+        b"openai-version",
+        b"openai-model",
+        b"apim-request-id",
+    }
+)
+_JSON = b"application/json"
+_SERVER = b"codexgw"
+
+
+@attrs.define(slots=True)
+class Exchange:
+    """
+    The accounting record of one request.
+
+    @ivar request_id: the id used in logs and sent upstream.
+    @ivar outcome: how the exchange ended (a relay outcome, C{error} or
+        C{complete}).
+    """
+
+    request: Request
+    route: str
+    started: float
+    request_id: str
+    client_request_id: bool
+    model: str | None = None
+    upstream: str = "-"
+    status: int = 200
+    outcome: str = "complete"
+    firstByteAt: float | None = None
+    stream: bool = False
+    finished: bool = False
+    relay: _Relay | None = None
+
+
+class Proxy:
+    """
+    The shared steps of every route.
+
+    @ivar active: relays in flight, so shutdown can end them.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        metrics: GatewayMetrics,
+        maxBody: int,
+        heartbeat: float,
+        maxLine: int,
+    ) -> None:
+        self.clock = clock
+        self.metrics = metrics
+        self.maxBody = maxBody
+        self.heartbeat = heartbeat
+        self.maxLine = maxLine
+        self.active: set[_Relay] = set()
+        self._observers: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._streamGauges: dict[str, Any] = {}
+
+    # Arrival.
+
+    def begin(self, request: Request, route: str) -> Exchange:
+        """Start accounting for a request and set the headers every answer carries."""
+        given = request.getHeader(b"x-request-id")
+        if given and len(given) <= 200:
+            request_id, supplied = given.decode("latin-1"), True
+        else:
+            request_id, supplied = "gw-" + uuid.uuid4().hex, False
+        request.setHeader(b"server", _SERVER)
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        request.setHeader(b"cache-control", b"no-store")
+        request.setHeader(b"x-request-id", request_id.encode("latin-1"))
+        return Exchange(request, route, self.clock.seconds(), request_id, supplied)
+
+    def readJSON(self, request: Request) -> tuple[dict[str, Any], bytes]:
+        """
+        The request body as a JSON object, and its raw bytes.
+
+        @raise GatewayError: 413, 415 or 400, in OpenAI's error shape.
+        """
+        ctype = request.getHeader(b"content-type")
+        if ctype is not None and not ctype.split(b";", 1)[0].strip().lower().endswith(b"json"):
+            raise UnsupportedMediaType(
+                f"expected Content-Type application/json, got {ctype.decode('latin-1')!r}"
+            )
+        content = request.content
+        assert content is not None
+        content.seek(0, 2)
+        size = content.tell()
+        if size > self.maxBody:
+            raise PayloadTooLarge(f"request body is {size} bytes; the limit is {self.maxBody}")
+        content.seek(0)
+        raw = content.read()
+        if not raw:
+            raise InvalidRequest("request body is empty; expected a JSON object")
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            raise InvalidRequest(f"request body is not valid JSON: {e}") from None
+        if not isinstance(body, dict):
+            raise InvalidRequest("request body must be a JSON object")
+        return body, raw
+
+    # Relaying.
+
+    def upstreamHeaders(self, ex: Exchange, request: Request) -> dict[bytes, list[bytes]]:
+        headers = {b"x-request-id": [ex.request_id.encode("latin-1")]}
+        accept = request.getHeader(b"accept")
+        if accept:
+            headers[b"accept"] = [accept]
+        return headers
+
+    def copyResponseHeaders(self, ex: Exchange, response: Any) -> None:
+        request = ex.request
+        for name, values in response.headers.getAllRawHeaders():
+            lower = name.lower()
+            if lower == b"x-request-id" and ex.client_request_id:
+                continue
+            if lower in _PASS_HEADERS or lower.startswith(b"x-ratelimit-"):
+                request.responseHeaders.setRawHeaders(lower, values)
+
+    def passThrough(
+        self, ex: Exchange, upstream: Upstream, response: Any, stream: bool
+    ) -> Deferred[None]:
+        """
+        Relay an upstream response unchanged: status, the headers a client
+        needs, and the body as it arrives.
+        """
+        request = ex.request
+        ex.status = response.code
+        request.setResponseCode(response.code)
+        self.copyResponseHeaders(ex, response)
+        ctype = response.headers.getRawHeaders(b"content-type", [b""])[0]
+        sse = stream and response.code < 400 and ctype.startswith(b"text/event-stream")
+        if not sse and isinstance(response.length, int):
+            request.setHeader(b"content-length", b"%d" % response.length)
+        timeouts = upstream.config.timeouts
+        return self.run(
+            ex,
+            response,
+            lambda onDone: PassThroughRelay(
+                request,
+                self.clock,
+                onDone,
+                sse=sse,
+                maxLine=self.maxLine,
+                heartbeat=self.heartbeat if sse else None,
+                idleTimeout=timeouts.idle,
+                totalTimeout=self.remaining(ex, timeouts.total),
+            ),
+            stream=sse,
+        )
+
+    def remaining(self, ex: Exchange, total: float | None) -> float | None:
+        if not total:
+            return None
+        return max(0.001, total - (self.clock.seconds() - ex.started))
+
+    def run(self, ex: Exchange, response: Any, makeRelay: Any, stream: bool) -> Deferred[None]:
+        """
+        Deliver C{response}'s body through a relay; fire when the client's
+        answer is finished (or the client has gone).
+        """
+        done: Deferred[None] = Deferred()
+        ex.stream = stream
+        gauge = None
+        if stream:
+            gauge = self._streamGauges.get(ex.route)
+            if gauge is None:
+                gauge = self._streamGauges[ex.route] = self.metrics.active_streams.labels(ex.route)
+            gauge.inc()
+
+        def onDone(relay: _Relay) -> None:
+            self.active.discard(relay)
+            if gauge is not None:
+                gauge.dec()
+            ex.outcome = relay.outcome or COMPLETE
+            ex.firstByteAt = relay.firstByteAt
+            if ex.outcome not in (COMPLETE, CLIENT_GONE):
+                self.metrics.upstream_errors.labels(ex.upstream, "stream").inc()
+            done.callback(None)
+
+        relay = makeRelay(onDone)
+        self.active.add(relay)
+        ex.relay = relay
+        response.deliverBody(relay)
+        return done
+
+    # Endings.
+
+    def fail(self, ex: Exchange, error: GatewayError) -> bytes:
+        """Answer with C{error} in OpenAI's shape; returns the body for Klein."""
+        request = ex.request
+        ex.status = error.status
+        ex.outcome = "error"
+        if error.type == "upstream_error":
+            self.metrics.upstream_errors.labels(ex.upstream, error.code or "error").inc()
+        request.setResponseCode(error.status)
+        request.setHeader(b"content-type", _JSON)
+        for name, value in error.headers.items():
+            request.setHeader(name, value)
+        body = error_body(error)
+        return body
+
+    def json(self, ex: Exchange, payload: Any, status: int = 200) -> bytes:
+        ex.status = status
+        ex.request.setResponseCode(status)
+        ex.request.setHeader(b"content-type", _JSON)
+        return orjson.dumps(payload)
+
+    def finish(self, ex: Exchange) -> None:
+        """Count and log the exchange; safe to call more than once."""
+        if ex.finished:
+            return
+        ex.finished = True
+        now = self.clock.seconds()
+        key = (ex.route, ex.upstream)
+        observers = self._observers.get(key)
+        if observers is None:
+            observers = self._observers[key] = (
+                self.metrics.duration.labels(*key),
+                self.metrics.ttfb.labels(*key),
+            )
+        observers[0].observe(now - ex.started)
+        if ex.firstByteAt is not None:
+            observers[1].observe(ex.firstByteAt - ex.started)
+        self.metrics.count_request(ex.route, ex.status, ex.upstream, ex.model)
+        logAccess(
+            method=ex.request.method.decode("latin-1"),
+            route=ex.route,
+            status=ex.status,
+            duration_ms=round((now - ex.started) * 1000, 1),
+            upstream=ex.upstream,
+            model=ex.model or "-",
+            request_id=ex.request_id,
+            outcome=ex.outcome,
+        )

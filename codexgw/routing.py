@@ -1,0 +1,58 @@
+# -*- test-case-name: tests.test_routing -*-
+"""
+Which upstream serves a model, and under what name.
+
+Exact names are a dict lookup; glob rules are tried in config order after
+that; anything else goes to the default upstream unchanged. Routing runs on
+every request, so the common case costs one dict lookup.
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from typing import Generic, TypeVar
+
+from codexgw.config import Config
+
+U = TypeVar("U")
+
+_GLOB = frozenset("*?[")
+
+
+class Router(Generic[U]):
+    """
+    @param upstreams: the live upstream objects, by config name.
+    """
+
+    def __init__(self, config: Config, upstreams: dict[str, U]) -> None:
+        self._upstreams = upstreams
+        self._default = upstreams[config.default_upstream]
+        self._exact: dict[str, tuple[U, str | None]] = {}
+        self._globs: list[tuple[str, U, str | None]] = []
+        for rule in config.models:
+            target = upstreams[rule.upstream]
+            if _GLOB.intersection(rule.match):
+                self._globs.append((rule.match, target, rule.model))
+            else:
+                self._exact.setdefault(rule.match, (target, rule.model))
+        self._cache: dict[str, tuple[U, str]] = {}
+
+    def route(self, model: str) -> tuple[U, str]:
+        """Return the upstream for C{model} and the model name to send it."""
+        hit = self._cache.get(model)
+        if hit is not None:
+            return hit
+        found = self._exact.get(model)
+        if found is None:
+            for pattern, target, rename in self._globs:
+                if fnmatchcase(model, pattern):
+                    found = (target, rename)
+                    break
+        result = (self._default, model) if found is None else (found[0], found[1] or model)
+        if len(self._cache) < 4096:
+            self._cache[model] = result
+        return result
+
+    def aliases(self) -> list[tuple[str, U]]:
+        """Model names that rules make up (not globs): listed by C{/v1/models}."""
+        return [(name, target) for name, (target, _) in self._exact.items()]

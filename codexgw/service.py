@@ -1,0 +1,210 @@
+# -*- test-case-name: tests.test_service -*-
+"""
+Building the gateway, and the two ways to run it: as an C{IService} that
+listens on its own endpoint, or as an C{IResource} mounted in someone else's
+Twisted web server.
+
+L{Gateway} is the composition root: it owns the connection pool, the
+upstream clients, metrics, routing and health, and is the only place that
+wires them together.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from twisted.application import strports
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+from twisted.web.resource import IResource
+
+from codexgw.app import GatewayApp
+from codexgw.config import Config
+from codexgw.demo import listenDemo
+from codexgw.health import HealthChecker
+from codexgw.metrics import GatewayMetrics
+from codexgw.models import ModelCatalog
+from codexgw.proxy import Proxy
+from codexgw.relay import SHUTDOWN
+from codexgw.routing import Router
+from codexgw.upstream import Upstream, makePool
+from codexgw.web import GatewaySite
+
+log = Logger()
+
+
+class Gateway:
+    """
+    Everything one gateway needs, built from a L{Config}.
+
+    @param reactor: the reactor to use; the global one when L{None}.
+    @ivar resource: the root L{IResource} serving every route.
+    @ivar draining: set by shutdown; readiness then answers 503.
+    """
+
+    def __init__(
+        self, config: Config, reactor: Any = None, metrics: GatewayMetrics | None = None
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as globalReactor
+
+            reactor = globalReactor
+        self.config = config
+        self.clock = reactor
+        self.reactor = reactor
+        self.draining = False
+        self.metrics = metrics or GatewayMetrics()
+        self.pool = makePool(reactor)
+        self._demoPort: IListeningPort | None = None
+        self.upstreams: dict[str, Upstream] = {}
+        for name, upstreamConfig in config.upstreams.items():
+            upstream = Upstream(upstreamConfig, reactor, self.pool)
+            if upstreamConfig.is_demo:
+                upstream.rebind(self._demoURL())
+            self.upstreams[name] = upstream
+        self.router: Router[Upstream] = Router(config, self.upstreams)
+        self.health = HealthChecker(reactor, self.upstreams, config.health_probe_interval)
+        self.health.onChange = self._healthChanged
+        self.catalog = ModelCatalog(
+            reactor, self.upstreams, self.router.aliases(), config.models_cache_ttl
+        )
+        self.proxy = Proxy(
+            reactor,
+            self.metrics,
+            maxBody=config.max_body_bytes,
+            heartbeat=config.heartbeat_interval,
+            maxLine=config.max_sse_line_bytes,
+        )
+        self.app = GatewayApp(self)
+        self.resource: IResource = self.app.app.resource()
+
+    @staticmethod
+    def dumps(value: Any) -> bytes:
+        return orjson.dumps(value)
+
+    def _demoURL(self) -> str:
+        # listenTCP is synchronous, so the demo's address is known before the
+        # first request, whether or not a service is ever started.
+        if self._demoPort is None:
+            self._demoPort = listenDemo(self.reactor)
+            log.info(
+                "serving the built-in offline demo model (codexgw-demo) on {host}",
+                host=str(self._demoPort.getHost().port),
+            )
+        return f"http://127.0.0.1:{self._demoPort.getHost().port}/v1"
+
+    def _healthChanged(self, name: str, state: Any) -> None:
+        self.metrics.upstream_up.labels(name).set(1 if state.reachable else 0)
+
+    def drain(self, deadline: float) -> Deferred[None]:
+        """
+        Stop taking new work: readiness turns 503 and in-flight streams get
+        C{deadline} seconds to finish before they are ended cleanly.
+        """
+        self.draining = True
+        active = list(self.proxy.active)
+        if not active:
+            return succeed(None)
+        waits = [r.request.notifyFinish() for r in active]
+        call = self.clock.callLater(deadline, self._endAll)
+        d = DeferredList(waits, consumeErrors=True)
+
+        def cleanup(_: object) -> None:
+            if call.active():
+                call.cancel()
+
+        d.addCallback(cleanup)
+        return d
+
+    def _endAll(self) -> None:
+        for relay in list(self.proxy.active):
+            relay.end(SHUTDOWN)
+
+    def close(self) -> Deferred[None]:
+        """Release sockets: the demo listener and pooled upstream connections."""
+        self._endAll()
+        waits: list[Deferred[Any]] = [self.pool.closeCachedConnections()]
+        if self._demoPort is not None:
+            port, self._demoPort = self._demoPort, None
+            waits.append(Deferred.fromCoroutine(_stop(port)))
+        return DeferredList(waits, consumeErrors=True).addCallback(lambda _: None)
+
+
+async def _stop(port: IListeningPort) -> None:
+    result = port.stopListening()
+    if isinstance(result, Deferred):
+        await result
+
+
+class GatewayService(MultiService):
+    """
+    The gateway as an C{IService}.
+
+    @param listen: a Twisted endpoint string to serve on; L{None} to serve
+        nothing yourself and mount L{resource} in your own site.
+    @param drainTimeout: seconds in-flight streams get on shutdown.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        listen: str | None = "",
+        reactor: Any = None,
+        drainTimeout: float = 30.0,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.gateway = Gateway(config, reactor)
+        self.resource = self.gateway.resource
+        self.drainTimeout = drainTimeout
+        endpoint = config.listen if listen == "" else listen
+        if endpoint:
+            site = GatewaySite(self.resource)
+            strports.service(endpoint, site).setServiceParent(self)
+            self._listen = endpoint
+
+    def startService(self) -> None:
+        super().startService()
+        log.info(
+            "codexgw serving; default upstream {upstream} ({wire_api})",
+            upstream=self.config.default_upstream,
+            wire_api=self.config.default.wire_api,
+        )
+
+    async def _shutdown(self) -> None:
+        await self.gateway.drain(self.drainTimeout)
+        stopped = MultiService.stopService(self)
+        if stopped is not None:
+            await stopped
+        await self.gateway.close()
+
+    def stopService(self) -> Deferred[None]:  # type: ignore[override]
+        return Deferred.fromCoroutine(self._shutdown())
+
+
+def makeGatewayService(config: Config, listen: str | None = "", reactor: Any = None) -> IService:
+    """The gateway as a service listening on C{listen} (C{config.listen} by default)."""
+    return GatewayService(config, listen, reactor)
+
+
+def makeGatewayResource(config: Config, reactor: Any = None) -> tuple[IResource, Gateway]:
+    """
+    The gateway as a resource to mount, with the L{Gateway} whose C{close()}
+    the host calls at shutdown. Prefer L{makeGatewayService} with
+    C{listen=None} when the host has a service hierarchy.
+    """
+    gateway = Gateway(config, reactor)
+    return gateway.resource, gateway
+
+
+__all__ = [
+    "Gateway",
+    "GatewayService",
+    "GatewaySite",
+    "Service",
+    "makeGatewayResource",
+    "makeGatewayService",
+]

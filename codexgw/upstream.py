@@ -1,0 +1,188 @@
+# -*- test-case-name: tests.test_upstream -*-
+"""
+Talking to model servers: treq on one shared persistent connection pool, with
+connect and first-byte timeouts, and failures turned into typed gateway errors.
+
+Responses are returned unbuffered: the caller hands the body to a protocol
+with C{deliverBody} and it streams, whatever its size.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import treq
+from treq.client import HTTPClient
+from treq.response import _Response
+from twisted.internet import error as ierror
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import (
+    Agent,
+    HTTPConnectionPool,
+    ResponseNeverReceived,
+    _HTTP11ClientFactory,
+)
+from twisted.web.iweb import IAgent
+
+from codexgw._version import __version__
+from codexgw.config import UpstreamConfig
+from codexgw.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
+
+log = Logger()
+
+USER_AGENT = f"codexgw/{__version__}".encode()
+
+
+class _QuietFactory(_HTTP11ClientFactory):
+    # One "Starting factory" line per upstream connection is noise at scale.
+    noisy = False
+
+
+class _QuietPool(HTTPConnectionPool):
+    _factory = _QuietFactory
+
+
+def makePool(reactor: Any, maxPersistentPerHost: int = 256) -> HTTPConnectionPool:
+    """
+    One pool for every upstream: persistent connections are what makes a
+    relay cheap, and the per-host cap keeps a burst from opening thousands.
+    """
+    pool = _QuietPool(reactor, persistent=True)
+    pool.maxPersistentPerHost = maxPersistentPerHost
+    pool.cachedConnectionTimeout = 120
+    pool.retryAutomatically = False
+    return pool
+
+
+class Upstream:
+    """
+    One configured model server.
+
+    @ivar config: its L{UpstreamConfig}.
+    @ivar name: the config name, used in metrics and logs.
+    """
+
+    def __init__(
+        self,
+        config: UpstreamConfig,
+        reactor: IReactorTime,
+        pool: HTTPConnectionPool,
+        agent: IAgent | None = None,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self._reactor = reactor
+        if agent is None:
+            agent = Agent(reactor, connectTimeout=config.timeouts.connect, pool=pool)  # type: ignore[arg-type]
+        self._client = HTTPClient(agent)
+        headers: dict[bytes, list[bytes]] = {b"user-agent": [USER_AGENT]}
+        for key, value in config.headers.items():
+            headers[key.lower().encode("latin-1")] = [value.encode("latin-1")]
+        if config.api_key:
+            headers[b"authorization"] = [b"Bearer " + config.api_key.encode("latin-1")]
+        self._baseHeaders = headers
+        self.base_url = config.base_url
+
+    def rebind(self, base_url: str) -> None:
+        """Point at another address (the demo model's port is known only once bound)."""
+        self.base_url = base_url.rstrip("/")
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def request(
+        self,
+        method: bytes,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[bytes, list[bytes]] | None = None,
+        timeout: float | None = -1.0,
+    ) -> Deferred[_Response]:
+        """
+        Send a request and fire with the response as soon as its headers
+        arrive; the body is left for the caller to stream.
+
+        @param path: appended to C{base_url}, e.g. C{/chat/completions}.
+        @param timeout: seconds to wait for the response headers; the
+            upstream's C{first_byte} timeout when left at -1.
+        @return: fires with the response, or fails with L{UpstreamTimeout} or
+            L{UpstreamUnavailable}. Cancelling it aborts the upstream request.
+        """
+        allHeaders = dict(self._baseHeaders)
+        if headers:
+            allHeaders.update(headers)
+        if body is not None:
+            allHeaders.setdefault(b"content-type", [b"application/json"])
+        if timeout == -1.0:
+            timeout = self.config.timeouts.first_byte
+        d: Deferred[_Response] = self._client.request(
+            method.decode("ascii"),
+            self.base_url + path,
+            data=body,
+            headers=allHeaders,
+            unbuffered=True,
+        )
+        timedOut: list[bool] = []
+        if timeout:
+
+            def expire() -> None:
+                timedOut.append(True)
+                d.cancel()
+
+            call = self._reactor.callLater(timeout, expire)
+
+            def stopTimer(result: Any) -> Any:
+                if call.active():
+                    call.cancel()
+                return result
+
+            d.addBoth(stopTimer)
+
+        def translate(failure: Failure) -> Failure:
+            if timedOut:
+                return Failure(
+                    UpstreamTimeout(f"upstream {self.name!r} did not answer within {timeout:g} s")
+                )
+            if failure.check(CancelledError, GatewayError):
+                return failure
+            if failure.check(ierror.TimeoutError):
+                return Failure(
+                    UpstreamTimeout(f"upstream {self.name!r} did not accept a connection in time")
+                )
+            return Failure(
+                UpstreamUnavailable(
+                    f"upstream {self.name!r} could not be reached: {describe(failure)}"
+                )
+            )
+
+        d.addErrback(translate)
+        return d
+
+    def get(self, path: str, timeout: float | None = None) -> Deferred[_Response]:
+        return self.request(b"GET", path, timeout=timeout)
+
+
+def describe(failure: Failure) -> str:
+    """A short, secret-free description of a connection failure."""
+    if failure.check(ResponseNeverReceived):
+        reasons = getattr(failure.value, "reasons", [])
+        if reasons:
+            return describe(reasons[0])
+        return "connection closed before a response"
+    if failure.check(ierror.ConnectionRefusedError):
+        return "connection refused"
+    if failure.check(ierror.TimeoutError):
+        return "connect timed out"
+    if failure.check(ierror.DNSLookupError):
+        return "host name not found"
+    if failure.check(ierror.ConnectionLost, ierror.ConnectionDone):
+        return "connection lost"
+    return failure.type.__name__ if failure.type else "error"
+
+
+async def readBody(response: _Response) -> bytes:
+    """Read a whole (small, non-stream) body, e.g. for C{/models}."""
+    return await treq.content(response)
