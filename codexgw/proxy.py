@@ -201,7 +201,10 @@ class Proxy:
         Deliver C{response}'s body through a relay; fire when the client's
         answer is finished (or the client has gone).
         """
-        done: Deferred[None] = Deferred()
+        # The route's answer is done when the request is: finished by the
+        # relay, or its connection gone (dropped by the relay or the client).
+        done: Deferred[None] = ex.request.notifyFinish()
+        done.addErrback(lambda _: None)
         ex.stream = stream
         gauge = None
         if stream:
@@ -218,7 +221,6 @@ class Proxy:
             ex.firstByteAt = relay.firstByteAt
             if ex.outcome not in (COMPLETE, CLIENT_GONE):
                 self.metrics.upstream_errors.labels(ex.upstream, "stream").inc()
-            done.callback(None)
 
         relay = makeRelay(onDone)
         self.active.add(relay)

@@ -175,18 +175,27 @@ class _Relay(Protocol):
             # Dropping the upstream connection is what stops generation.
             self.transport.stopProducing()  # type: ignore[attr-defined]
         request = self.request
+        drop = False
         if outcome != CLIENT_GONE:
-            self.finishClient(outcome, reason)
-            if request.producer is self:
-                request.unregisterProducer()
-            if not request.finished and request.channel is not None:
-                request.finish()
-        elif request.producer is self and request.channel is not None:
+            drop = self.finishClient(outcome, reason)
+        if request.producer is self and request.channel is not None:
             request.unregisterProducer()
+        if drop:
+            # A body cut short cannot be mended: closing the connection is
+            # how HTTP tells the client it is incomplete (finishing would not).
+            request.loseConnection()
+        elif outcome != CLIENT_GONE and not request.finished and request.channel is not None:
+            request.finish()
         self._onDone(self)
 
-    def finishClient(self, outcome: str, reason: Failure | None) -> None:
-        """Write whatever closes the client's stream properly for C{outcome}."""
+    def finishClient(self, outcome: str, reason: Failure | None) -> bool:
+        """
+        Write whatever closes the client's stream properly for C{outcome}.
+
+        @return: C{True} to drop the client connection instead of finishing
+            the response.
+        """
+        return False
 
 
 class PassThroughRelay(_Relay):
@@ -242,14 +251,11 @@ class PassThroughRelay(_Relay):
             # there, and a blank line would dispatch half an event.
             self.write(b": keep-alive\n")
 
-    def finishClient(self, outcome: str, reason: Failure | None) -> None:
+    def finishClient(self, outcome: str, reason: Failure | None) -> bool:
         if outcome == COMPLETE:
-            return
+            return False
         if not self._sse:
-            # A JSON body cut short cannot be mended; closing the connection
-            # tells the client it is incomplete (finishing would not).
-            self.request.loseConnection()
-            return
+            return True
         message = _MESSAGES.get(outcome, "upstream stream failed")
         sep = b"" if self._tail.endswith((b"\n\n", b"\r\r", b"\r\n\r\n")) else b"\n\n"
         self.write(
@@ -267,6 +273,7 @@ class PassThroughRelay(_Relay):
             )
             + b"\n\n"
         )
+        return False
 
 
 _MESSAGES = {
@@ -349,8 +356,9 @@ class EventRelay(_Relay):
         if data:
             self.write(data)
 
-    def finishClient(self, outcome: str, reason: Failure | None) -> None:
+    def finishClient(self, outcome: str, reason: Failure | None) -> bool:
         message = self.error or _MESSAGES.get(outcome, "upstream stream failed")
         data = self.translator.end(outcome, message)
         if data:
             self.write(data)
+        return False

@@ -41,12 +41,19 @@ class Gateway:
     Everything one gateway needs, built from a L{Config}.
 
     @param reactor: the reactor to use; the global one when L{None}.
+    @param agent: the C{IAgent} upstream requests go through; a pooled
+        L{twisted.web.client.Agent} per upstream when L{None} (tests pass a
+        fake to run without sockets).
     @ivar resource: the root L{IResource} serving every route.
     @ivar draining: set by shutdown; readiness then answers 503.
     """
 
     def __init__(
-        self, config: Config, reactor: Any = None, metrics: GatewayMetrics | None = None
+        self,
+        config: Config,
+        reactor: Any = None,
+        metrics: GatewayMetrics | None = None,
+        agent: Any = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as globalReactor
@@ -61,7 +68,7 @@ class Gateway:
         self._demoPort: IListeningPort | None = None
         self.upstreams: dict[str, Upstream] = {}
         for name, upstreamConfig in config.upstreams.items():
-            upstream = Upstream(upstreamConfig, reactor, self.pool)
+            upstream = Upstream(upstreamConfig, reactor, self.pool, agent)
             if upstreamConfig.is_demo:
                 upstream.rebind(self._demoURL())
             self.upstreams[name] = upstream
