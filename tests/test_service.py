@@ -1,0 +1,179 @@
+"""
+Running the gateway: the twistd plugin, the service, and embedding it in a
+host program as a service or a resource.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from twisted.application.service import IService, IServiceMaker, MultiService
+from twisted.plugin import getPlugins
+from twisted.trial.unittest import TestCase
+from twisted.web.resource import IResource, Resource
+
+from codexgw import tap
+from codexgw.config import parse
+from codexgw.service import GatewayService, makeGatewayResource, makeGatewayService
+from tests.test_integration import LiveGateway, httpClient, serve
+
+
+def freePort() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def config(base_url: str, listen: str = "tcp:0:interface=127.0.0.1") -> Any:
+    return parse(
+        {
+            "listen": listen,
+            "upstreams": {"main": {"base_url": base_url}},
+            "default_upstream": "main",
+        },
+        "test.yaml",
+        {},
+    )
+
+
+class PluginTests(TestCase):
+    def test_twistd_finds_the_codexgw_plugin(self) -> None:
+        makers = {p.tapname: p for p in getPlugins(IServiceMaker)}
+        self.assertIn("codexgw", makers)
+        self.assertEqual(makers["codexgw"].options, tap.Options)
+
+    def test_options_take_config_and_listen(self) -> None:
+        options = tap.Options()
+        options.parseOptions(
+            ["--config", "conf/codexgw.yaml", "--listen", "tcp:9999:interface=127.0.0.1"]
+        )
+        self.assertEqual(options["config"], "conf/codexgw.yaml")
+        self.assertEqual(options["listen"], "tcp:9999:interface=127.0.0.1")
+
+    def test_bad_config_exits_with_the_problems_not_a_traceback(self) -> None:
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("upstreams:\n  main:\n    wire_api: soap\n")
+        options = tap.Options()
+        options.parseOptions(["--config", path])
+        import io
+        import sys
+
+        err = io.StringIO()
+        self.patch(sys, "stderr", err)
+        with self.assertRaises(SystemExit):
+            tap.makeService(options)
+        self.assertIn("upstreams.main.wire_api", err.getvalue())
+        self.assertIn("upstreams.main.base_url", err.getvalue())
+
+    async def test_make_service_listens_where_told(self) -> None:
+        live = LiveGateway(self)
+        port = freePort()
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(
+                f"upstreams:\n  main:\n    base_url: http://127.0.0.1:{live.upstreamPort.getHost().port}/v1\n"
+            )
+        options = tap.Options()
+        options.parseOptions(["--config", path, "--listen", f"tcp:{port}:interface=127.0.0.1"])
+        service = tap.makeService(options)
+        self.assertTrue(IService.providedBy(service))
+        service.startService()
+        self.addCleanup(service.stopService)
+        http = httpClient(self)
+        response = await http.get(f"http://127.0.0.1:{port}/health/live")
+        self.assertEqual(response.code, 200)
+        await response.content()
+
+
+class DemoTests(TestCase):
+    async def test_no_configuration_serves_the_offline_demo_model(self) -> None:
+        service = GatewayService(parse({}, "<defaults>", {}), listen=None)
+        service.startService()
+        self.addCleanup(service.stopService)
+        port = serve(self, service.resource)
+        http = httpClient(self)
+        base = f"http://127.0.0.1:{port.getHost().port}/v1"
+        models = await (await http.get(base + "/models")).json()
+        self.assertEqual([m["id"] for m in models["data"]], ["codexgw-demo"])
+        response = await http.post(
+            base + "/chat/completions",
+            json={"model": "codexgw-demo", "messages": [{"role": "user", "content": "ping"}]},
+        )
+        body = await response.json()
+        self.assertIn("offline demo model", body["choices"][0]["message"]["content"])
+        self.assertIn("You said: ping", body["choices"][0]["message"]["content"])
+        stream = await http.post(
+            base + "/chat/completions",
+            json={
+                "model": "codexgw-demo",
+                "stream": True,
+                "messages": [{"role": "user", "content": "ping"}],
+            },
+        )
+        text = (await stream.content()).decode()
+        self.assertTrue(text.rstrip().endswith("data: [DONE]"))
+        self.assertEqual(stream.headers.getRawHeaders("content-type"), ["text/event-stream"])
+
+
+class EmbeddingTests(TestCase):
+    """A host program mounts the gateway under its own site."""
+
+    async def test_embedded_as_a_service_with_its_resource_mounted(self) -> None:
+        live = LiveGateway(self)
+        host = MultiService()
+        gateway = makeGatewayService(
+            config(f"http://127.0.0.1:{live.upstreamPort.getHost().port}/v1"), listen=None
+        )
+        gateway.setServiceParent(host)
+        root = Resource()
+        root.putChild(b"llm", gateway.resource)  # type: ignore[attr-defined]
+        host.startService()
+        self.addCleanup(host.stopService)
+        port = serve(self, root)
+        http = httpClient(self)
+        response = await http.post(
+            f"http://127.0.0.1:{port.getHost().port}/llm/v1/chat/completions",
+            json={"model": "fake-model", "messages": []},
+        )
+        self.assertEqual(response.code, 200)
+        self.assertEqual((await response.json())["object"], "chat.completion")
+
+    async def test_embedded_as_a_resource(self) -> None:
+        live = LiveGateway(self)
+        resource, gateway = makeGatewayResource(
+            config(f"http://127.0.0.1:{live.upstreamPort.getHost().port}/v1")
+        )
+        self.addCleanup(gateway.close)
+        self.assertTrue(IResource.providedBy(resource))
+        root = Resource()
+        root.putChild(b"gw", resource)
+        port = serve(self, root)
+        http = httpClient(self)
+        response = await http.get(f"http://127.0.0.1:{port.getHost().port}/gw/health/live")
+        self.assertEqual(await response.json(), {"status": "ok"})
+
+
+class ShutdownTests(TestCase):
+    async def test_stop_drains_then_ends_streams(self) -> None:
+        live = LiveGateway(self)
+        live.upstream.script.append(live.upstream.endless)
+        service = GatewayService(
+            config(f"http://127.0.0.1:{live.upstreamPort.getHost().port}/v1"),
+            listen=None,
+            drainTimeout=0.2,
+        )
+        service.startService()
+        port = serve(self, service.resource)
+        http = httpClient(self)
+        response = await http.post(
+            f"http://127.0.0.1:{port.getHost().port}/v1/chat/completions",
+            json={"model": "m", "messages": [], "stream": True},
+        )
+        self.assertEqual(response.code, 200)
+        body = response.content()
+        await service.stopService()
+        self.assertTrue(service.gateway.draining)
+        text = (await body).decode()
+        self.assertIn('"code":"shutdown"', text)
