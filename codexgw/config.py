@@ -131,6 +131,8 @@ def demo_upstream() -> UpstreamConfig:
     )
 
 
+_EMPTY: Mapping[str, Any] = {}
+
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -266,7 +268,7 @@ def _upstream(r: _Reader, name: str, data: Any) -> UpstreamConfig | None:
         r.problem(f"{path}wire_api", f"expected one of {', '.join(WIRE_APIS)}, got {wire_api!r}")
     api_key = r.get(raw, "api_key", path, r.string, "") or None
     headers: dict[str, str] = {}
-    rawHeaders = r.get(raw, "headers", path, r.mapping, {})
+    rawHeaders = r.get(raw, "headers", path, r.mapping, _EMPTY)
     for hname, hvalue in rawHeaders.items():
         value = r.string(f"{path}headers.{hname}", hvalue)
         if value is not None:
@@ -282,7 +284,7 @@ def _upstream(r: _Reader, name: str, data: Any) -> UpstreamConfig | None:
                 if value:
                     models.append(value)
     timeouts = Timeouts()
-    rawTimeouts = r.get(raw, "timeouts", path, r.mapping, {})
+    rawTimeouts = r.get(raw, "timeouts", path, r.mapping, _EMPTY)
     if rawTimeouts:
         tpath = f"{path}timeouts."
         r.unknown(rawTimeouts, tpath, ("connect", "first_byte", "idle", "total"))
@@ -350,7 +352,7 @@ def parse(data: Any, source: str, environ: Mapping[str, str] | None = None) -> C
     r.unknown(data, "", _TOP_KEYS)
 
     upstreams: dict[str, UpstreamConfig] = {}
-    rawUpstreams = r.get(data, "upstreams", "", r.mapping, {})
+    rawUpstreams = r.get(data, "upstreams", "", r.mapping, _EMPTY)
     for name, raw in rawUpstreams.items():
         if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", str(name)):
             r.problem(f"upstreams.{name}", "upstream names are letters, digits, _ . - only")
@@ -400,7 +402,7 @@ def parse(data: Any, source: str, environ: Mapping[str, str] | None = None) -> C
     routes = _routes(r, data.get("models"), upstreams)
     listen = env.get("CODEXGW_LISTEN") or r.get(data, "listen", "", r.string, DEFAULT_LISTEN)
 
-    server = r.get(data, "server", "", r.mapping, {})
+    server = r.get(data, "server", "", r.mapping, _EMPTY)
     r.unknown(server, "server.", _SERVER_KEYS)
     defaults = Config(upstreams={}, default_upstream="")
     config = Config(

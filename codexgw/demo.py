@@ -15,7 +15,8 @@ import time
 from typing import Any
 
 import orjson
-from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorTime
+from twisted.internet.interfaces import IListeningPort, IReactorTime
+from twisted.protocols.policies import WrappingFactory
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
@@ -49,7 +50,7 @@ class DemoChatCompletions(Resource):
     isLeaf = True
 
     def __init__(self, clock: IReactorTime) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self._clock = clock
 
     def render_POST(self, request: Request) -> bytes | int:
@@ -123,6 +124,9 @@ class DemoChatCompletions(Resource):
 class DemoModels(Resource):
     isLeaf = True
 
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+
     def render_GET(self, request: Request) -> bytes:
         request.setHeader(b"content-type", b"application/json")
         return orjson.dumps(
@@ -147,7 +151,22 @@ def demoResource(clock: IReactorTime) -> Resource:
     return root
 
 
-def listenDemo(reactor: IReactorTCP) -> IListeningPort:
-    """Serve the demo model on a free loopback port; the caller reads the port."""
-    site = GatewaySite(demoResource(reactor))  # type: ignore[arg-type]
-    return reactor.listenTCP(0, site, interface="127.0.0.1")
+class DemoServer:
+    """
+    The demo model listening on a free loopback port.
+
+    Connections are tracked so that L{stop} leaves nothing open: the gateway
+    may be embedded in a host that outlives it.
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self._factory = WrappingFactory(GatewaySite(demoResource(reactor)))
+        self._port: IListeningPort = reactor.listenTCP(0, self._factory, interface="127.0.0.1")
+        self.port: int = self._port.getHost().port
+
+    async def stop(self) -> None:
+        stopped = self._port.stopListening()
+        for protocol in list(self._factory.protocols):
+            protocol.transport.abortConnection()
+        if stopped is not None:
+            await stopped

@@ -25,8 +25,8 @@ from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTim
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import PotentialDataLoss, ResponseDone
-from twisted.web.http import PotentialDataLoss as HTTPPotentialDataLoss
+from twisted.web.client import ResponseDone
+from twisted.web.http import PotentialDataLoss
 from twisted.web.server import Request
 from zope.interface import implementer
 
@@ -43,7 +43,7 @@ TOTAL_TIMEOUT = "total_timeout"
 BAD_STREAM = "bad_stream"
 SHUTDOWN = "shutdown"
 
-_CLEAN_END = (ResponseDone, PotentialDataLoss, HTTPPotentialDataLoss)
+_CLEAN_END = (ResponseDone, PotentialDataLoss)
 
 
 @implementer(IPushProducer)

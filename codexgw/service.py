@@ -17,13 +17,12 @@ import orjson
 from twisted.application import strports
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, succeed
-from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.web.resource import IResource
 
 from codexgw.app import GatewayApp
 from codexgw.config import Config
-from codexgw.demo import listenDemo
+from codexgw.demo import DemoServer
 from codexgw.health import HealthChecker
 from codexgw.metrics import GatewayMetrics
 from codexgw.models import ModelCatalog
@@ -65,7 +64,7 @@ class Gateway:
         self.draining = False
         self.metrics = metrics or GatewayMetrics()
         self.pool = makePool(reactor)
-        self._demoPort: IListeningPort | None = None
+        self._demo: DemoServer | None = None
         self.upstreams: dict[str, Upstream] = {}
         for name, upstreamConfig in config.upstreams.items():
             upstream = Upstream(upstreamConfig, reactor, self.pool, agent)
@@ -95,13 +94,11 @@ class Gateway:
     def _demoURL(self) -> str:
         # listenTCP is synchronous, so the demo's address is known before the
         # first request, whether or not a service is ever started.
-        if self._demoPort is None:
-            self._demoPort = listenDemo(self.reactor)
-            log.info(
-                "serving the built-in offline demo model (codexgw-demo) on {host}",
-                host=str(self._demoPort.getHost().port),
-            )
-        return f"http://127.0.0.1:{self._demoPort.getHost().port}/v1"
+        if self._demo is None:
+            self._demo = DemoServer(self.reactor)
+        port = self._demo.port
+        log.info("serving the built-in offline demo model (codexgw-demo) on port {port}", port=port)
+        return f"http://127.0.0.1:{port}/v1"
 
     def _healthChanged(self, name: str, state: Any) -> None:
         self.metrics.upstream_up.labels(name).set(1 if state.reachable else 0)
@@ -117,14 +114,11 @@ class Gateway:
             return succeed(None)
         waits = [r.request.notifyFinish() for r in active]
         call = self.clock.callLater(deadline, self._endAll)
-        d = DeferredList(waits, consumeErrors=True)
-
         def cleanup(_: object) -> None:
             if call.active():
                 call.cancel()
 
-        d.addCallback(cleanup)
-        return d
+        return DeferredList(waits, consumeErrors=True).addCallback(cleanup)
 
     def _endAll(self) -> None:
         for relay in list(self.proxy.active):
@@ -134,16 +128,11 @@ class Gateway:
         """Release sockets: the demo listener and pooled upstream connections."""
         self._endAll()
         waits: list[Deferred[Any]] = [self.pool.closeCachedConnections()]
-        if self._demoPort is not None:
-            port, self._demoPort = self._demoPort, None
-            waits.append(Deferred.fromCoroutine(_stop(port)))
+        if self._demo is not None:
+            demo, self._demo = self._demo, None
+            waits.append(Deferred.fromCoroutine(demo.stop()))
         return DeferredList(waits, consumeErrors=True).addCallback(lambda _: None)
 
-
-async def _stop(port: IListeningPort) -> None:
-    result = port.stopListening()
-    if isinstance(result, Deferred):
-        await result
 
 
 class GatewayService(MultiService):
@@ -162,7 +151,7 @@ class GatewayService(MultiService):
         reactor: Any = None,
         drainTimeout: float = 30.0,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.config = config
         self.gateway = Gateway(config, reactor)
         self.resource = self.gateway.resource
@@ -174,7 +163,7 @@ class GatewayService(MultiService):
             self._listen = endpoint
 
     def startService(self) -> None:
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]
         log.info(
             "codexgw serving; default upstream {upstream} ({wire_api})",
             upstream=self.config.default_upstream,
@@ -188,7 +177,7 @@ class GatewayService(MultiService):
             await stopped
         await self.gateway.close()
 
-    def stopService(self) -> Deferred[None]:  # type: ignore[override]
+    def stopService(self) -> Deferred[None]:
         return Deferred.fromCoroutine(self._shutdown())
 
 

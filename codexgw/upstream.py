@@ -9,7 +9,7 @@ with C{deliverBody} and it streams, whatever its size.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import treq
 from treq.client import HTTPClient
@@ -68,7 +68,8 @@ class BytesProducer:
 def _bodyProducer(data: Any) -> IBodyProducer:
     if isinstance(data, bytes):
         return BytesProducer(data)
-    return IBodyProducer(data)  # type: ignore[no-any-return]
+    producer: IBodyProducer = IBodyProducer(data)
+    return producer
 
 
 class _QuietFactory(_HTTP11ClientFactory):
@@ -78,6 +79,9 @@ class _QuietFactory(_HTTP11ClientFactory):
 
 class _QuietPool(HTTPConnectionPool):
     _factory = _QuietFactory
+
+    def __init__(self, reactor: Any, persistent: bool = True) -> None:
+        super().__init__(reactor, persistent)  # type: ignore[no-untyped-call]
 
 
 def makePool(reactor: Any, maxPersistentPerHost: int = 256) -> HTTPConnectionPool:
@@ -111,7 +115,7 @@ class Upstream:
         self.name = config.name
         self._reactor = reactor
         if agent is None:
-            agent = Agent(reactor, connectTimeout=config.timeouts.connect, pool=pool)  # type: ignore[arg-type]
+            agent = Agent(reactor, connectTimeout=config.timeouts.connect, pool=pool)
         self._client = HTTPClient(agent, data_to_body_producer=_bodyProducer)
         headers: dict[bytes, list[bytes]] = {b"user-agent": [USER_AGENT]}
         for key, value in config.headers.items():
@@ -157,7 +161,7 @@ class Upstream:
             method.decode("ascii"),
             self.base_url + path,
             data=body,
-            headers=allHeaders,
+            headers=cast(Any, allHeaders),
             unbuffered=True,
         )
         timedOut: list[bool] = []

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.web.resource import IResource
 from twisted.web.server import Site
 
 
@@ -18,6 +19,9 @@ class GatewaySite(Site):
 
     noisy = False
     displayTracebacks = False
+
+    def __init__(self, resource: IResource) -> None:
+        super().__init__(resource)  # type: ignore[no-untyped-call]
 
     def log(self, request: Any) -> None:
         pass
