@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from codexgw.service import Gateway
 
 CHAT = "/v1/chat/completions"
+RESPONSES = "/v1/responses"
 
 log = Logger()
 
@@ -65,10 +66,50 @@ class GatewayApp:
                 body["model"] = upstreamModel
                 raw = self.gateway.dumps(body)
             stream = body.get("stream") is True
-            response = await upstream.request(
-                b"POST", "/chat/completions", raw, proxy.upstreamHeaders(ex, request)
+            response = await upstream.send(
+                b"POST",
+                "/chat/completions",
+                raw,
+                proxy.upstreamHeaders(ex, request),
+                proxy.onRetry(ex),
             )
             await proxy.passThrough(ex, upstream, response, stream)
+            return None
+        except GatewayError as e:
+            return proxy.fail(ex, e)
+        except CancelledError:
+            ex.outcome = CLIENT_GONE
+            if ex.relay is not None:
+                ex.relay.end(CLIENT_GONE)
+            return None
+        except Exception:
+            return self._internal(ex)
+        finally:
+            proxy.finish(ex)
+
+    @app.route(RESPONSES, methods=["POST"])
+    async def responses(self, request: Request) -> bytes | None:
+        proxy = self.proxy
+        ex = proxy.begin(request, RESPONSES)
+        try:
+            body, raw = proxy.readJSON(request)
+            model = _model(body)
+            upstream, upstreamModel = self.gateway.router.route(model)
+            ex.model, ex.upstream = model, upstream.name
+            if upstream.config.wire_api == "responses":
+                if upstreamModel != model:
+                    body["model"] = upstreamModel
+                    raw = self.gateway.dumps(body)
+                response = await upstream.send(
+                    b"POST",
+                    "/responses",
+                    raw,
+                    proxy.upstreamHeaders(ex, request),
+                    proxy.onRetry(ex),
+                )
+                await proxy.passThrough(ex, upstream, response, body.get("stream") is True)
+                return None
+            await self.gateway.bridge.run(ex, body, upstream, upstreamModel)
             return None
         except GatewayError as e:
             return proxy.fail(ex, e)
@@ -152,13 +193,13 @@ class GatewayApp:
         request.setHeader(b"content-type", CONTENT_TYPE.encode())
         return self.gateway.metrics.render()
 
-    @app.handle_errors(WZNotFound)
+    @app.handle_errors(WZNotFound)  # type: ignore[arg-type]
     def notFound(self, request: Request, failure: Failure) -> bytes:
         return self._routeError(
             request, NotFound(f"no route for {request.method.decode()} {request.path.decode()}")
         )
 
-    @app.handle_errors(WZMethodNotAllowed)
+    @app.handle_errors(WZMethodNotAllowed)  # type: ignore[arg-type]
     def notAllowed(self, request: Request, failure: Failure) -> bytes:
         return self._routeError(
             request,

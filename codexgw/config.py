@@ -58,6 +58,25 @@ class Timeouts:
 
 
 @attrs.frozen
+class Retries:
+    """
+    Retries before the first byte reaches the client.
+
+    @ivar max_attempts: attempts in all (1 disables retries).
+    @ivar backoff_base: seconds before the first retry, doubling after.
+    @ivar backoff_max: the longest wait between attempts.
+    @ivar retry_after_max: the longest upstream C{Retry-After} honoured.
+    @ivar budget: seconds after which no new attempt starts.
+    """
+
+    max_attempts: int = 3
+    backoff_base: float = 0.5
+    backoff_max: float = 8.0
+    retry_after_max: float = 30.0
+    budget: float = 60.0
+
+
+@attrs.frozen
 class UpstreamConfig:
     """
     One model server.
@@ -76,6 +95,7 @@ class UpstreamConfig:
     headers: Mapping[str, str] = attrs.field(factory=dict, repr=False)
     models: tuple[str, ...] = ()
     timeouts: Timeouts = Timeouts()
+    retries: Retries = Retries()
 
     @property
     def is_demo(self) -> bool:
@@ -239,6 +259,7 @@ _UPSTREAM_KEYS = (
     "headers",
     "models",
     "timeouts",
+    "retries",
 )
 _SERVER_KEYS = (
     "heartbeat_interval",
@@ -294,6 +315,20 @@ def _upstream(r: _Reader, name: str, data: Any) -> UpstreamConfig | None:
             idle=r.get(rawTimeouts, "idle", tpath, r.number, timeouts.idle),
             total=r.get(rawTimeouts, "total", tpath, r.number, 0.0) or None,
         )
+    retries = Retries()
+    rawRetries = r.get(raw, "retries", path, r.mapping, _EMPTY)
+    if rawRetries:
+        rpath = f"{path}retries."
+        r.unknown(rawRetries, rpath, tuple(attrs.fields_dict(Retries)))
+        retries = Retries(
+            max_attempts=r.get(rawRetries, "max_attempts", rpath, r.integer, retries.max_attempts),
+            backoff_base=r.get(rawRetries, "backoff_base", rpath, r.number, retries.backoff_base),
+            backoff_max=r.get(rawRetries, "backoff_max", rpath, r.number, retries.backoff_max),
+            retry_after_max=r.get(
+                rawRetries, "retry_after_max", rpath, r.number, retries.retry_after_max
+            ),
+            budget=r.get(rawRetries, "budget", rpath, r.number, retries.budget),
+        )
     return UpstreamConfig(
         name=name,
         base_url=base_url.rstrip("/"),
@@ -303,6 +338,7 @@ def _upstream(r: _Reader, name: str, data: Any) -> UpstreamConfig | None:
         headers=headers,
         models=tuple(models),
         timeouts=timeouts,
+        retries=retries,
     )
 
 

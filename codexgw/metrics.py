@@ -70,6 +70,19 @@ class GatewayMetrics:
             ["upstream", "tool"],
             registry=r,
         )
+        self.retries = Counter(
+            "codexgw_upstream_retries_total",
+            "Upstream attempts retried before the first byte, by upstream and reason.",
+            ["upstream", "reason"],
+            registry=r,
+        )
+        self.cancellations = Counter(
+            "codexgw_cancellations_total",
+            "Requests whose client went away before the answer ended; the upstream "
+            "request was aborted.",
+            ["route"],
+            registry=r,
+        )
         self._models: set[str] = set()
         self._requestChildren: dict[tuple[str, str, str, str], Counter] = {}
 

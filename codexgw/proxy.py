@@ -16,6 +16,7 @@ import attrs
 import orjson
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 from twisted.web.server import Request
 
 from codexgw.errors import (
@@ -44,6 +45,8 @@ _PASS_HEADERS = frozenset(
         b"apim-request-id",
     }
 )
+log = Logger()
+
 _JSON = b"application/json"
 _SERVER = b"codexgw"
 
@@ -228,6 +231,22 @@ class Proxy:
         response.deliverBody(relay)
         return done
 
+    def onRetry(self, ex: Exchange) -> Any:
+        """A callback counting and logging each retry of C{ex}'s upstream request."""
+
+        def retried(reason: str, delay: float) -> None:
+            self.metrics.retries.labels(ex.upstream, reason).inc()
+            log.info(
+                "retrying upstream {upstream} after {reason} in {delay:.2f}s "
+                "request_id={request_id}",
+                upstream=ex.upstream,
+                reason=reason,
+                delay=delay,
+                request_id=ex.request_id,
+            )
+
+        return retried
+
     # Endings.
 
     def fail(self, ex: Exchange, error: GatewayError) -> bytes:
@@ -267,6 +286,8 @@ class Proxy:
         if ex.firstByteAt is not None:
             observers[1].observe(ex.firstByteAt - ex.started)
         self.metrics.count_request(ex.route, ex.status, ex.upstream, ex.model)
+        if ex.outcome == CLIENT_GONE:
+            self.metrics.cancellations.labels(ex.route).inc()
         logAccess(
             method=ex.request.method.decode("latin-1"),
             route=ex.route,

@@ -31,6 +31,7 @@ from zope.interface import implementer
 from codexgw._version import __version__
 from codexgw.config import UpstreamConfig
 from codexgw.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
+from codexgw.retry import RetryPolicy, withRetries
 
 log = Logger()
 
@@ -124,6 +125,10 @@ class Upstream:
             headers[b"authorization"] = [b"Bearer " + config.api_key.encode("latin-1")]
         self._baseHeaders = headers
         self.base_url = config.base_url
+        r = config.retries
+        self.policy = RetryPolicy(
+            r.max_attempts, r.backoff_base, r.backoff_max, r.retry_after_max, r.budget
+        )
 
     def rebind(self, base_url: str) -> None:
         """Point at another address (the demo model's port is known only once bound)."""
@@ -199,6 +204,27 @@ class Upstream:
 
         d.addErrback(translate)
         return d
+
+    def send(
+        self,
+        method: bytes,
+        path: str,
+        body: bytes | None,
+        headers: dict[bytes, list[bytes]] | None,
+        onRetry: Any = None,
+    ) -> Deferred[_Response]:
+        """
+        L{request}, retried per the upstream's policy while nothing has been
+        relayed; for requests a client is waiting on.
+        """
+        policy = self.policy
+
+        def attempt() -> Deferred[_Response]:
+            return self.request(method, path, body, headers)
+
+        if policy.max_attempts <= 1:
+            return attempt()
+        return Deferred.fromCoroutine(withRetries(attempt, policy, self._reactor, onRetry))
 
     def get(self, path: str, timeout: float | None = None) -> Deferred[_Response]:
         return self.request(b"GET", path, timeout=timeout)

@@ -20,8 +20,8 @@ class GatewaySite(Site):
     noisy = False
     displayTracebacks = False
 
-    def __init__(self, resource: IResource) -> None:
-        super().__init__(resource)  # type: ignore[no-untyped-call]
+    def __init__(self, resource: IResource, reactor: Any = None) -> None:
+        super().__init__(resource, reactor=reactor)  # type: ignore[no-untyped-call]
 
     def log(self, request: Any) -> None:
         pass

@@ -21,6 +21,11 @@ UPSTREAM_URL = "http://upstream.test/v1"
 
 
 def makeConfig(extra: dict[str, Any] | None = None, **upstream: Any) -> Config:
+    """
+    One upstream, C{main}, at L{UPSTREAM_URL}. Retries are off unless a test
+    asks for them, so each test sees exactly the attempts it scripts.
+    """
+    upstream.setdefault("retries", {"max_attempts": 1})
     data: dict[str, Any] = {
         "upstreams": {"main": dict({"base_url": UPSTREAM_URL, "wire_api": "chat"}, **upstream)},
         "default_upstream": "main",
@@ -99,7 +104,7 @@ class Harness:
         self.agent = FakeAgent()
         self.config = config or makeConfig()
         self.gateway = Gateway(self.config, self.reactor, agent=self.agent)
-        self.site = GatewaySite(self.gateway.resource)
+        self.site = GatewaySite(self.gateway.resource, reactor=self.reactor)
 
     def connect(self) -> ClientConnection:
         return ClientConnection(self.site)

@@ -1,0 +1,115 @@
+# -*- test-case-name: tests.test_retry -*-
+"""
+Retrying an upstream request before anything has reached the client.
+
+Connection errors and the statuses providers use for "try again" (429, 500,
+502, 503, 504) are retried with exponential backoff and full jitter, honouring
+C{Retry-After} up to a cap, within a budget of attempts and of time. Once a
+response is handed to a relay nothing is retried: a client must never see
+the same tokens twice.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
+
+from codexgw.errors import UpstreamTimeout, UpstreamUnavailable
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+@attrs.frozen
+class RetryPolicy:
+    """
+    @ivar max_attempts: attempts in all, the first included (1 = no retry).
+    @ivar backoff_base: seconds before the first retry, doubled each time.
+    @ivar backoff_max: the longest backoff.
+    @ivar retry_after_max: the longest C{Retry-After} honoured; a longer one
+        ends the retries and the client gets the upstream's answer.
+    @ivar budget: seconds, from the first attempt, after which no retry starts.
+    """
+
+    max_attempts: int = 3
+    backoff_base: float = 0.5
+    backoff_max: float = 8.0
+    retry_after_max: float = 30.0
+    budget: float = 60.0
+
+    def backoff(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
+        """Full jitter: uniform in [0, min(max, base * 2**attempt))."""
+        return float(rand() * min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1))))
+
+
+def retryAfter(response: Any) -> float | None:
+    """Seconds from C{Retry-After} (or C{retry-after-ms}); L{None} if absent."""
+    headers = response.headers
+    ms = headers.getRawHeaders(b"retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms[0]) / 1000)
+        except ValueError:
+            pass
+    value = headers.getRawHeaders(b"retry-after")
+    if value:
+        try:
+            return max(0.0, float(value[0]))
+        except ValueError:
+            return None  # an HTTP date: rare from model APIs; fall back to backoff
+    return None
+
+
+async def withRetries(
+    attempt: Callable[[], Deferred[Any]],
+    policy: RetryPolicy,
+    clock: IReactorTime,
+    onRetry: Callable[[str, float], None] | None = None,
+    rand: Callable[[], float] = random.random,
+) -> Any:
+    """
+    Call C{attempt} until it gives a response worth handing on.
+
+    @param attempt: sends the request once; fires with a response or fails
+        with L{UpstreamUnavailable} / L{UpstreamTimeout}.
+    @param onRetry: told the reason (C{connect}, C{timeout} or the status)
+        and the delay of each retry, for metrics and logs.
+    @return: the last response; or the last error is raised.
+    """
+    started = clock.seconds()
+    n = 0
+    while True:
+        n += 1
+        response: Any = None
+        try:
+            response = await attempt()
+        except (UpstreamUnavailable, UpstreamTimeout) as e:
+            if n >= policy.max_attempts:
+                raise
+            error: Exception | None = e
+            reason = "timeout" if isinstance(e, UpstreamTimeout) else "connect"
+            delay = policy.backoff(n, rand)
+        else:
+            if response.code not in RETRY_STATUSES or n >= policy.max_attempts:
+                return response
+            error = None
+            reason = str(response.code)
+            hinted = retryAfter(response)
+            if hinted is not None and hinted > policy.retry_after_max:
+                return response
+            delay = policy.backoff(n, rand) if hinted is None else hinted
+        if clock.seconds() - started + delay > policy.budget:
+            if error is not None:
+                raise error
+            return response
+        if response is not None:
+            # Read and drop the body so the connection goes back to the pool.
+            await response.content()
+        if onRetry is not None:
+            onRetry(reason, delay)
+        await deferLater(clock, delay, lambda: None)
