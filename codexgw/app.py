@@ -51,8 +51,11 @@ class GatewayApp:
         proxy = self.proxy
         ex = proxy.begin(request, CHAT)
         try:
+            key = self.gateway.auth.authenticate(request)
+            ex.key = key.name
             body, raw = proxy.readJSON(request)
             model = _model(body)
+            self.gateway.auth.authorize(key, model)
             upstream, upstreamModel = self.gateway.router.route(model)
             ex.model, ex.upstream = model, upstream.name
             if upstream.config.wire_api != "chat":
@@ -92,8 +95,11 @@ class GatewayApp:
         proxy = self.proxy
         ex = proxy.begin(request, RESPONSES)
         try:
+            key = self.gateway.auth.authenticate(request)
+            ex.key = key.name
             body, raw = proxy.readJSON(request)
             model = _model(body)
+            self.gateway.auth.authorize(key, model)
             upstream, upstreamModel = self.gateway.router.route(model)
             ex.model, ex.upstream = model, upstream.name
             if upstream.config.wire_api == "responses":
@@ -127,7 +133,13 @@ class GatewayApp:
     async def models(self, request: Request) -> bytes:
         ex = self.proxy.begin(request, "/v1/models")
         try:
-            return self.proxy.json(ex, await self.gateway.catalog.list())
+            key = self.gateway.auth.authenticate(request)
+            ex.key = key.name
+            listing = await self.gateway.catalog.list()
+            listing["data"] = [m for m in listing["data"] if key.allows(m["id"])]
+            return self.proxy.json(ex, listing)
+        except GatewayError as e:
+            return self.proxy.fail(ex, e)
         finally:
             self.proxy.finish(ex)
 

@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 import attrs
 import yaml
 
+from codexgw.auth import ApiKey, KeyLimits, digest
+
 DEFAULT_LISTEN = "tcp:8080:interface=127.0.0.1"
 DEMO_UPSTREAM = "demo"
 WIRE_APIS = ("chat", "responses")
@@ -115,6 +117,18 @@ class ModelRoute:
 
 
 @attrs.frozen
+class CorsConfig:
+    """
+    @ivar allowed_origins: exact origins (C{https://app.example}) or C{*}.
+    @ivar allow_credentials: never together with C{*} (validation refuses it).
+    """
+
+    allowed_origins: tuple[str, ...] = ()
+    allow_credentials: bool = False
+    max_age: int = 600
+
+
+@attrs.frozen
 class Config:
     """
     The validated gateway configuration.
@@ -134,6 +148,11 @@ class Config:
     max_body_bytes: int = 32 * 1024 * 1024
     max_sse_line_bytes: int = 4 * 1024 * 1024
     health_probe_interval: float = 5.0
+    drain_timeout: float = 30.0
+    auth_enabled: bool = False
+    auth_implicitly_off: bool = False
+    keys: tuple[ApiKey, ...] = ()
+    cors: CorsConfig = CorsConfig()
     source: str = "<defaults>"
 
     @property
@@ -225,6 +244,25 @@ class _Reader:
             return None
         return value
 
+    def boolean(self, key: str, value: Any) -> bool | None:
+        if isinstance(value, str):
+            value = {"true": True, "false": False}.get(self.interpolate(key, value).lower(), value)
+        if not isinstance(value, bool):
+            self.problem(key, f"expected true or false, got {value!r}")
+            return None
+        return value
+
+    def strings(self, key: str, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            self.problem(key, f"expected a list of strings, got {_kind(value)}")
+            return ()
+        out = []
+        for i, item in enumerate(value):
+            s = self.string(f"{key}[{i}]", item)
+            if s:
+                out.append(s)
+        return tuple(out)
+
     def mapping(self, key: str, value: Any) -> Mapping[str, Any] | None:
         if not isinstance(value, dict):
             self.problem(key, f"expected a mapping, got {_kind(value)}")
@@ -250,7 +288,7 @@ def _kind(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
-_TOP_KEYS = ("listen", "upstreams", "default_upstream", "models", "server")
+_TOP_KEYS = ("listen", "upstreams", "default_upstream", "models", "server", "auth", "cors")
 _UPSTREAM_KEYS = (
     "base_url",
     "api_key",
@@ -267,6 +305,7 @@ _SERVER_KEYS = (
     "max_body_bytes",
     "max_sse_line_bytes",
     "health_probe_interval",
+    "drain_timeout",
 )
 
 
@@ -370,6 +409,63 @@ def _routes(r: _Reader, data: Any, upstreams: Mapping[str, Any]) -> tuple[ModelR
     return tuple(routes)
 
 
+def isLoopback(listen: str) -> bool:
+    """Whether an endpoint string only accepts connections from this machine."""
+    kind = listen.split(":", 1)[0].lower()
+    if kind == "unix":
+        return True
+    m = re.search(r"interface=((?:\\:|[^:])+)", listen)
+    if m is None:
+        return False
+    host = m.group(1).replace("\\", "").strip("[]").lower()
+    return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
+
+
+def _keys(r: _Reader, data: Any) -> tuple[ApiKey, ...]:
+    if not isinstance(data, list):
+        r.problem("auth.keys", f"expected a list of keys, got {_kind(data)}")
+        return ()
+    keys: list[ApiKey] = []
+    names: set[str] = set()
+    for i, item in enumerate(data):
+        path = f"auth.keys[{i}]"
+        raw = r.mapping(path, item)
+        if raw is None:
+            continue
+        r.unknown(raw, path + ".", ("name", "key", "sha256", "models", "limits"))
+        name = r.get(raw, "name", path + ".", r.string, "")
+        if not name:
+            r.problem(f"{path}.name", "required: a name for logs and metrics (never the key)")
+        elif name in names:
+            r.problem(f"{path}.name", f"duplicate key name {name!r}")
+        names.add(name)
+        key = r.get(raw, "key", path + ".", r.string, "")
+        sha = r.get(raw, "sha256", path + ".", r.string, "")
+        value = b""
+        if bool(key) == bool(sha):
+            r.problem(path, "expected exactly one of 'key' or 'sha256'")
+        elif key:
+            value = digest(key)
+        elif not re.fullmatch(r"[0-9a-fA-F]{64}", sha):
+            r.problem(f"{path}.sha256", "expected 64 hexadecimal digits")
+        else:
+            value = bytes.fromhex(sha)
+        models = r.strings(f"{path}.models", raw["models"]) if raw.get("models") is not None else ()
+        limits = KeyLimits()
+        rawLimits = r.get(raw, "limits", path + ".", r.mapping, _EMPTY)
+        if rawLimits:
+            lpath = f"{path}.limits."
+            r.unknown(rawLimits, lpath, ("requests_per_minute", "tokens_per_minute"))
+            limits = KeyLimits(
+                requests_per_minute=r.get(rawLimits, "requests_per_minute", lpath, r.integer, 0)
+                or None,
+                tokens_per_minute=r.get(rawLimits, "tokens_per_minute", lpath, r.integer, 0)
+                or None,
+            )
+        keys.append(ApiKey(name=name, digest=value, models=models, limits=limits))
+    return tuple(keys)
+
+
 def parse(data: Any, source: str, environ: Mapping[str, str] | None = None) -> Config:
     """
     Validate raw YAML data and apply environment overrides.
@@ -438,6 +534,57 @@ def parse(data: Any, source: str, environ: Mapping[str, str] | None = None) -> C
     routes = _routes(r, data.get("models"), upstreams)
     listen = env.get("CODEXGW_LISTEN") or r.get(data, "listen", "", r.string, DEFAULT_LISTEN)
 
+    # Auth is on whenever an auth block exists. Without one, a gateway that
+    # only loopback can reach runs open (with a warning at start); one that
+    # listens beyond loopback refuses to start until keys are configured or
+    # auth is switched off explicitly.
+    keys: tuple[ApiKey, ...] = ()
+    implicit = False
+    rawAuth = r.get(data, "auth", "", r.mapping, _EMPTY)
+    if "auth" in data and data["auth"] is not None:
+        r.unknown(rawAuth, "auth.", ("enabled", "keys"))
+        enabled = r.get(rawAuth, "enabled", "auth.", r.boolean, True)
+        if rawAuth.get("keys") is not None:
+            keys = _keys(r, rawAuth["keys"])
+        if enabled and not keys and "keys" not in rawAuth:
+            r.problem("auth.keys", "at least one key is required while auth is enabled")
+    elif isLoopback(listen):
+        enabled, implicit = False, True
+    else:
+        enabled = True
+        r.problem(
+            "auth",
+            f"listening on {listen!r} reaches beyond this machine: configure auth.keys, "
+            "or set auth.enabled: false to run without keys on purpose",
+        )
+
+    cors = CorsConfig()
+    rawCors = r.get(data, "cors", "", r.mapping, _EMPTY)
+    if rawCors:
+        r.unknown(rawCors, "cors.", ("allowed_origins", "allow_credentials", "max_age"))
+        origins = (
+            r.strings("cors.allowed_origins", rawCors["allowed_origins"])
+            if rawCors.get("allowed_origins") is not None
+            else ()
+        )
+        credentials = r.get(rawCors, "allow_credentials", "cors.", r.boolean, False)
+        if credentials and "*" in origins:
+            r.problem(
+                "cors.allowed_origins",
+                "'*' cannot be combined with allow_credentials: true; list the origins",
+            )
+        for i, origin in enumerate(origins):
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+                r.problem(
+                    f"cors.allowed_origins[{i}]",
+                    f"expected an origin such as https://app.example (no path), got {origin!r}",
+                )
+        cors = CorsConfig(
+            allowed_origins=origins,
+            allow_credentials=credentials,
+            max_age=r.get(rawCors, "max_age", "cors.", r.integer, 600),
+        )
+
     server = r.get(data, "server", "", r.mapping, _EMPTY)
     r.unknown(server, "server.", _SERVER_KEYS)
     defaults = Config(upstreams={}, default_upstream="")
@@ -461,6 +608,11 @@ def parse(data: Any, source: str, environ: Mapping[str, str] | None = None) -> C
         health_probe_interval=r.get(
             server, "health_probe_interval", "server.", r.number, defaults.health_probe_interval
         ),
+        drain_timeout=r.get(server, "drain_timeout", "server.", r.number, defaults.drain_timeout),
+        auth_enabled=enabled,
+        auth_implicitly_off=implicit,
+        keys=keys,
+        cors=cors,
         source=source,
     )
     if config.heartbeat_interval == 0:

@@ -33,7 +33,7 @@ access = Logger(namespace="codexgw.access")
 
 ACCESS_FORMAT = (
     "{method} {route} {status} {duration_ms}ms upstream={upstream} model={model} "
-    "request_id={request_id} outcome={outcome}"
+    "key={key} request_id={request_id} outcome={outcome}"
 )
 
 _SECRET = re.compile(r"(?i)(bearer\s+|api[-_]?key[\"'=:\s]+|sk-)[A-Za-z0-9._\-]{6,}")

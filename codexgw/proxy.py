@@ -67,6 +67,7 @@ class Exchange:
     request_id: str
     client_request_id: bool
     model: str | None = None
+    key: str = "-"
     upstream: str = "-"
     status: int = 200
     outcome: str = "complete"
@@ -130,8 +131,8 @@ class Proxy:
         assert content is not None
         content.seek(0, 2)
         size = content.tell()
-        if size > self.maxBody:
-            raise PayloadTooLarge(f"request body is {size} bytes; the limit is {self.maxBody}")
+        if getattr(request, "tooLarge", False) or size > self.maxBody:
+            raise PayloadTooLarge(f"request body is over the limit of {self.maxBody} bytes")
         content.seek(0)
         raw = content.read()
         if not raw:
@@ -297,4 +298,5 @@ class Proxy:
             model=ex.model or "-",
             request_id=ex.request_id,
             outcome=ex.outcome,
+            key=ex.key,
         )

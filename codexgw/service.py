@@ -21,11 +21,15 @@ from twisted.logger import Logger
 from twisted.web.resource import IResource
 
 from codexgw.app import GatewayApp
+from codexgw.auth import Authenticator
+from codexgw.bridge import Bridge
 from codexgw.config import Config
+from codexgw.cors import CORSResource
 from codexgw.demo import DemoServer
 from codexgw.health import HealthChecker
 from codexgw.metrics import GatewayMetrics
 from codexgw.models import ModelCatalog
+from codexgw.profiles import dialectFor
 from codexgw.proxy import Proxy
 from codexgw.relay import SHUTDOWN
 from codexgw.routing import Router
@@ -84,8 +88,31 @@ class Gateway:
             heartbeat=config.heartbeat_interval,
             maxLine=config.max_sse_line_bytes,
         )
+        self.auth = Authenticator(config.keys, config.auth_enabled)
+        if config.auth_implicitly_off:
+            log.warn(
+                "no auth configured: anyone who can reach {listen} may use the upstreams "
+                "(loopback only; add auth.keys before listening wider)",
+                listen=config.listen,
+            )
+        elif not config.auth_enabled:
+            log.warn("auth is switched off (auth.enabled: false): every request is served")
+        self.bridge = Bridge(
+            self.proxy,
+            self.metrics,
+            dialectFor,
+            config.heartbeat_interval,
+            config.max_sse_line_bytes,
+        )
         self.app = GatewayApp(self)
-        self.resource: IResource = self.app.app.resource()
+        resource: IResource = self.app.app.resource()
+        if config.cors.allowed_origins:
+            resource = CORSResource(resource, config.cors)
+        self.resource = resource
+
+    def makeSite(self, reactor: Any = None) -> GatewaySite:
+        """A site serving this gateway, refusing oversized bodies as they arrive."""
+        return GatewaySite(self.resource, reactor=reactor, maxBody=self.config.max_body_bytes)
 
     @staticmethod
     def dumps(value: Any) -> bytes:
@@ -114,6 +141,7 @@ class Gateway:
             return succeed(None)
         waits = [r.request.notifyFinish() for r in active]
         call = self.clock.callLater(deadline, self._endAll)
+
         def cleanup(_: object) -> None:
             if call.active():
                 call.cancel()
@@ -132,7 +160,6 @@ class Gateway:
             demo, self._demo = self._demo, None
             waits.append(Deferred.fromCoroutine(demo.stop()))
         return DeferredList(waits, consumeErrors=True).addCallback(lambda _: None)
-
 
 
 class GatewayService(MultiService):
@@ -158,7 +185,7 @@ class GatewayService(MultiService):
         self.drainTimeout = drainTimeout
         endpoint = config.listen if listen == "" else listen
         if endpoint:
-            site = GatewaySite(self.resource)
+            site = self.gateway.makeSite()
             strports.service(endpoint, site).setServiceParent(self)
             self._listen = endpoint
 

@@ -8,7 +8,33 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.web.resource import IResource
-from twisted.web.server import Site
+from twisted.web.server import Request, Site
+
+
+class GatewayRequest(Request):
+    """
+    A request that stops storing its body once it passes the site's limit.
+
+    twisted.web reads the whole body before rendering; counting here means an
+    oversized body is refused (413) without being kept, and one far over the
+    limit closes the connection instead of being read to the end.
+    """
+
+    tooLarge = False
+    _received = 0
+
+    def handleContentChunk(self, data: bytes) -> None:
+        limit = getattr(self.channel.site, "maxBody", None) if self.channel else None
+        self._received += len(data)
+        if limit is not None and self._received > limit:
+            if not self.tooLarge:
+                self.tooLarge = True
+                self.content.seek(0)  # type: ignore[union-attr]
+                self.content.truncate()  # type: ignore[union-attr]
+            if self._received > 4 * limit + 1024 * 1024 and self.channel is not None:
+                self.channel.transport.loseConnection()  # type: ignore[attr-defined]
+            return
+        super().handleContentChunk(data)  # type: ignore[no-untyped-call]
 
 
 class GatewaySite(Site):
@@ -19,9 +45,13 @@ class GatewaySite(Site):
 
     noisy = False
     displayTracebacks = False
+    requestFactory = GatewayRequest
 
-    def __init__(self, resource: IResource, reactor: Any = None) -> None:
+    def __init__(
+        self, resource: IResource, reactor: Any = None, maxBody: int | None = None
+    ) -> None:
         super().__init__(resource, reactor=reactor)  # type: ignore[no-untyped-call]
+        self.maxBody = maxBody
 
     def log(self, request: Any) -> None:
         pass

@@ -104,7 +104,7 @@ class Harness:
         self.agent = FakeAgent()
         self.config = config or makeConfig()
         self.gateway = Gateway(self.config, self.reactor, agent=self.agent)
-        self.site = GatewaySite(self.gateway.resource, reactor=self.reactor)
+        self.site = self.gateway.makeSite(self.reactor)
 
     def connect(self) -> ClientConnection:
         return ClientConnection(self.site)
