@@ -1,0 +1,396 @@
+# -*- test-case-name: tests.test_bridge -*-
+"""
+The edge of the Responses → Chat bridge: adapters that let an L{EventRelay}
+drive the pure translator in L{codexgw.translate.chat_stream}, and the
+mapping of a Chat upstream's error answers to the gateway's errors.
+
+Each upstream event is parsed exactly once (C{orjson.loads}) and each
+Responses event serialised exactly once (C{orjson.dumps}); nothing else
+touches the bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from twisted.logger import Logger
+from twisted.web.server import Request
+
+from codexgw.errors import GatewayError, InvalidRequest, RateLimited, UpstreamUnavailable
+from codexgw.relay import (
+    BAD_STREAM,
+    COMPLETE,
+    IDLE_TIMEOUT,
+    SHUTDOWN,
+    TOTAL_TIMEOUT,
+    UPSTREAM_BROKEN,
+)
+from codexgw.sse import SSEError, SSEEvent
+
+log = Logger()
+
+_EVENT = b"event: "
+_DATA = b"\ndata: "
+_END = b"\n\n"
+
+# What a relay outcome becomes in C{response.failed}'s C{error.code}. None of
+# these is one the Codex CLI treats as final, so it retries the turn.
+FAILURE_CODES = {
+    UPSTREAM_BROKEN: "upstream_stream_broken",
+    IDLE_TIMEOUT: "upstream_idle_timeout",
+    TOTAL_TIMEOUT: "upstream_timeout",
+    BAD_STREAM: "upstream_protocol_error",
+    SHUTDOWN: "server_shutting_down",
+}
+
+
+class InvalidUpstreamEvent(SSEError):
+    """An upstream event whose data is not the JSON it should be."""
+
+
+def encode(events: list[dict[str, Any]]) -> bytes:
+    """Frame Responses events as SSE, C{event:} line included (Codex wants it)."""
+    dumps = orjson.dumps
+    return b"".join([_EVENT + e["type"].encode() + _DATA + dumps(e) + _END for e in events])
+
+
+def _parse(event: SSEEvent) -> dict[str, Any] | None:
+    """The JSON of one upstream event; L{None} for C{[DONE]}."""
+    data = event.data
+    if data == "[DONE]":
+        return None
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise InvalidUpstreamEvent(f"upstream sent an event that is not JSON: {e}") from None
+    if not isinstance(chunk, dict):
+        raise InvalidUpstreamEvent("upstream sent an event that is not a JSON object")
+    return chunk
+
+
+class StreamingAdapter:
+    """Turns upstream Chat events into Responses SSE bytes as they come."""
+
+    def __init__(self, translator: Any) -> None:
+        self.t = translator
+
+    @property
+    def done(self) -> bool:
+        return bool(self.t.done)
+
+    def start(self) -> bytes:
+        return encode(self.t.start())
+
+    def event(self, event: SSEEvent) -> bytes:
+        chunk = _parse(event)
+        if chunk is None:
+            return encode(self.t.finish())
+        return encode(self.t.feed(chunk))
+
+    def keepalive(self) -> bytes:
+        return encode(self.t.keepalive())
+
+    def end(self, outcome: str, message: str) -> bytes:
+        if self.t.done:
+            return b""
+        if outcome == COMPLETE:
+            return encode(self.t.finish())
+        return encode(self.t.fail(FAILURE_CODES.get(outcome, "upstream_error"), message))
+
+    def fail(self, error: GatewayError) -> bytes:
+        return encode(self.t.fail(error.code or "upstream_error", error.message))
+
+
+class BufferingAdapter:
+    """
+    For a client that did not ask to stream: the same translation, but only
+    the final response object is written, as JSON, when the upstream ends.
+    """
+
+    def __init__(self, translator: Any, request: Request) -> None:
+        self.t = translator
+        self.request = request
+
+    @property
+    def done(self) -> bool:
+        return bool(self.t.done)
+
+    def start(self) -> bytes:
+        self.t.start()
+        return b""
+
+    def event(self, event: SSEEvent) -> bytes:
+        chunk = _parse(event)
+        if chunk is None:
+            self.t.finish()
+        else:
+            self.t.feed(chunk)
+        return b""
+
+    def keepalive(self) -> bytes:
+        return b""
+
+    def end(self, outcome: str, message: str) -> bytes:
+        if not self.t.done:
+            if outcome == COMPLETE:
+                self.t.finish()
+            else:
+                self.t.fail(FAILURE_CODES.get(outcome, "upstream_error"), message)
+        response = self.t.response
+        request = self.request
+        request.setHeader(b"content-type", b"application/json")
+        if response.get("status") == "failed":
+            # A whole answer was asked for and none could be had: an error,
+            # with the status a client retries on.
+            error = response.get("error") or {}
+            request.setResponseCode(502)
+            return orjson.dumps(
+                {
+                    "error": {
+                        "message": error.get("message", "upstream failed"),
+                        "type": "upstream_error",
+                        "param": None,
+                        "code": error.get("code"),
+                    }
+                }
+            )
+        return orjson.dumps(response)
+
+
+_CONTEXT_MARKERS = (
+    "context_length_exceeded",
+    "maximum context length",
+    "context length",
+    "context window",
+    "too many tokens",
+    "prompt is too long",
+    "input is too long",
+    "reduce the length",
+)
+
+
+def upstreamError(status: int, body: bytes, upstream: str) -> GatewayError:
+    """
+    A Chat upstream's error answer, kept at its status, in OpenAI's shape.
+
+    Context overflows get the code C{context_length_exceeded} whatever the
+    provider called them, because that code is what makes the Codex CLI
+    compact its history instead of retrying the same request.
+    """
+    message, code, type_, param = "", None, None, None
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        parsed = None
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    if isinstance(error, dict):
+        message = str(error.get("message") or "")
+        code = error.get("code")
+        type_ = error.get("type")
+        param = error.get("param")
+    elif isinstance(error, str):
+        message = error
+    elif isinstance(parsed, dict) and isinstance(parsed.get("message"), str):
+        message = parsed["message"]
+    if not message:
+        message = body[:500].decode("utf-8", "replace") or f"upstream answered HTTP {status}"
+    lowered = f"{message} {code or ''}".lower()
+    if any(marker in lowered for marker in _CONTEXT_MARKERS):
+        code = "context_length_exceeded"
+    code = str(code) if code is not None else None
+    cls: type[GatewayError]
+    if status == 429:
+        cls = RateLimited
+    elif 400 <= status < 500:
+        cls = InvalidRequest
+    else:
+        cls = UpstreamUnavailable
+    err = cls(
+        message,
+        code=code or cls.code,
+        status=status,
+        param=param if isinstance(param, str) else None,
+    )
+    if isinstance(type_, str) and type_:
+        err.type = type_
+    return err
+
+
+def completionAsChunk(completion: dict[str, Any]) -> dict[str, Any]:
+    """
+    A whole C{chat.completion} as one stream chunk, for upstreams that answer
+    C{stream: true} with plain JSON anyway: the translator then needs no
+    second code path.
+    """
+    choices = []
+    for choice in completion.get("choices") or []:
+        if not isinstance(choice, dict):
+            continue
+        delta = dict(choice.get("message") or {})
+        calls = delta.get("tool_calls")
+        if isinstance(calls, list):
+            delta["tool_calls"] = [
+                dict(call, index=i) for i, call in enumerate(calls) if isinstance(call, dict)
+            ]
+        choices.append(
+            {
+                "index": choice.get("index", 0),
+                "delta": delta,
+                "finish_reason": choice.get("finish_reason"),
+            }
+        )
+    chunk: dict[str, Any] = {"choices": choices}
+    if completion.get("usage") is not None:
+        chunk["usage"] = completion["usage"]
+    return chunk
+
+
+class Bridge:
+    """
+    Serves C{POST /v1/responses} from a Chat Completions upstream.
+
+    @param heartbeat: seconds; also how long a streamed request waits for
+        the upstream's headers before answering 200 and keeping the client
+        alive with real events (the Codex CLI's idle timer ignores comments).
+    """
+
+    def __init__(
+        self, proxy: Any, metrics: Any, dialectFor: Any, heartbeat: float, maxLine: int
+    ) -> None:
+        self.proxy = proxy
+        self.clock = proxy.clock
+        self.metrics = metrics
+        self.dialectFor = dialectFor
+        self.heartbeat = heartbeat
+        self.maxLine = maxLine
+
+    async def run(self, ex: Any, body: dict[str, Any], upstream: Any, upstreamModel: str) -> None:
+        from codexgw.relay import EventRelay
+        from codexgw.translate.chat_stream import ChatToResponses
+        from codexgw.translate.responses_to_chat import responses_to_chat
+
+        request = ex.request
+        chat = responses_to_chat(body, self.dialectFor(upstream), upstream_model=upstreamModel)
+        for tool in chat.dropped_tools:
+            log.warn(
+                "dropped tool {tool} the upstream {upstream} cannot run request_id={request_id}",
+                tool=tool,
+                upstream=upstream.name,
+                request_id=ex.request_id,
+            )
+            self.metrics.dropped_tools.labels(upstream.name, tool).inc()
+        translator = ChatToResponses(chat, model=ex.model)
+        stream = chat.client_stream
+        adapter: Any = (
+            StreamingAdapter(translator) if stream else BufferingAdapter(translator, request)
+        )
+        headers = self.proxy.upstreamHeaders(ex, request)
+        headers[b"accept"] = [b"text/event-stream"]
+        pending = upstream.send(
+            b"POST", "/chat/completions", orjson.dumps(chat.body), headers, self.proxy.onRetry(ex)
+        )
+
+        early = _EarlyStart(self.clock, request, adapter, self.heartbeat) if stream else None
+        try:
+            response = await pending
+        except GatewayError as e:
+            if early is None or not early.started:
+                raise
+            ex.status = 200
+            ex.outcome = "upstream_error"
+            request.write(adapter.fail(e))
+            request.finish()
+            return
+        finally:
+            if early is not None:
+                early.stop()
+
+        if response.code >= 400:
+            raw = await response.content()
+            error = upstreamError(response.code, raw, upstream.name)
+            retry = response.headers.getRawHeaders(b"retry-after")
+            if retry:
+                error.headers[b"retry-after"] = retry[0]
+            if early is None or not early.started:
+                raise error
+            ex.status = 200
+            ex.outcome = "upstream_error"
+            request.write(adapter.fail(error))
+            request.finish()
+            return
+
+        started = early is not None and early.started
+        if not started:
+            request.setResponseCode(200)
+            if stream:
+                request.setHeader(b"content-type", b"text/event-stream")
+            first = adapter.start()
+            if first:
+                request.write(first)
+        ex.status = 200
+        ctype = response.headers.getRawHeaders(b"content-type", [b""])[0]
+        if not ctype.startswith(b"text/event-stream"):
+            # Answered with plain JSON despite stream: true.
+            raw = await response.content()
+            try:
+                completion = orjson.loads(raw)
+                out = adapter.event(SSEEvent(orjson.dumps(completionAsChunk(completion)).decode()))
+                out += adapter.end(COMPLETE, "")
+            except Exception:
+                out = adapter.end(BAD_STREAM, "upstream answered neither SSE nor a chat completion")
+            if out:
+                request.write(out)
+            request.finish()
+            return
+        timeouts = upstream.config.timeouts
+        await self.proxy.run(
+            ex,
+            response,
+            lambda onDone: EventRelay(
+                request,
+                self.clock,
+                onDone,
+                adapter,
+                maxLine=self.maxLine,
+                heartbeat=self.heartbeat if stream else None,
+                idleTimeout=timeouts.idle,
+                totalTimeout=self.proxy.remaining(ex, timeouts.total),
+            ),
+            stream=stream,
+        )
+
+
+class _EarlyStart:
+    """
+    If the upstream has not answered within one heartbeat, answer the client
+    200 with C{response.created}/C{in_progress} and send a real event every
+    heartbeat until it does: a silent, thinking model must not trip the
+    client's idle timer.
+    """
+
+    def __init__(self, clock: Any, request: Request, adapter: Any, interval: float) -> None:
+        self.clock = clock
+        self.request = request
+        self.adapter = adapter
+        self.interval = interval
+        self.started = False
+        self._call = clock.callLater(interval, self._fire) if interval else None
+
+    def _fire(self) -> None:
+        request = self.request
+        if request.finished or request.channel is None:
+            return
+        if not self.started:
+            self.started = True
+            request.setResponseCode(200)
+            request.setHeader(b"content-type", b"text/event-stream")
+            request.write(self.adapter.start())
+        else:
+            request.write(self.adapter.keepalive())
+        self._call = self.clock.callLater(self.interval, self._fire)
+
+    def stop(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
