@@ -17,7 +17,13 @@ from werkzeug.exceptions import MethodNotAllowed as WZMethodNotAllowed
 from werkzeug.exceptions import NotFound as WZNotFound
 
 from codexgw._version import __version__
-from codexgw.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
+from codexgw.errors import (
+    GatewayError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    ShuttingDown,
+)
 from codexgw.metrics import CONTENT_TYPE
 from codexgw.relay import CLIENT_GONE
 
@@ -51,6 +57,10 @@ class GatewayApp:
         proxy = self.proxy
         ex = proxy.begin(request, CHAT)
         try:
+            if self.gateway.draining:
+                raise ShuttingDown(
+                    "the gateway is shutting down; retry", headers={b"retry-after": b"1"}
+                )
             key = self.gateway.auth.authenticate(request)
             ex.key = key.name
             body, raw = proxy.readJSON(request)
@@ -95,6 +105,10 @@ class GatewayApp:
         proxy = self.proxy
         ex = proxy.begin(request, RESPONSES)
         try:
+            if self.gateway.draining:
+                raise ShuttingDown(
+                    "the gateway is shutting down; retry", headers={b"retry-after": b"1"}
+                )
             key = self.gateway.auth.authenticate(request)
             ex.key = key.name
             body, raw = proxy.readJSON(request)

@@ -126,6 +126,14 @@ class UpstreamProtocolError(GatewayError):
     code = "upstream_protocol_error"
 
 
+class ShuttingDown(GatewayError):
+    """The gateway is draining for shutdown; another replica should answer."""
+
+    status = 503
+    type = "server_error"
+    code = "server_shutting_down"
+
+
 def error_body(error: GatewayError) -> bytes:
     """Serialise C{error} in OpenAI's error shape."""
     return orjson.dumps(error.to_dict())

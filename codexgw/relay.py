@@ -180,13 +180,15 @@ class _Relay(Protocol):
             drop = self.finishClient(outcome, reason)
         if request.producer is self and request.channel is not None:
             request.unregisterProducer()
+        # Account before finishing: finishing fires the route's completion,
+        # which logs the exchange with the outcome set here.
+        self._onDone(self)
         if drop:
             # A body cut short cannot be mended: closing the connection is
             # how HTTP tells the client it is incomplete (finishing would not).
             request.loseConnection()
         elif outcome != CLIENT_GONE and not request.finished and request.channel is not None:
             request.finish()
-        self._onDone(self)
 
     def finishClient(self, outcome: str, reason: Failure | None) -> bool:
         """

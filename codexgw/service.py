@@ -176,13 +176,13 @@ class GatewayService(MultiService):
         config: Config,
         listen: str | None = "",
         reactor: Any = None,
-        drainTimeout: float = 30.0,
+        drainTimeout: float | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.config = config
         self.gateway = Gateway(config, reactor)
         self.resource = self.gateway.resource
-        self.drainTimeout = drainTimeout
+        self.drainTimeout = config.drain_timeout if drainTimeout is None else drainTimeout
         endpoint = config.listen if listen == "" else listen
         if endpoint:
             site = self.gateway.makeSite()
@@ -198,6 +198,18 @@ class GatewayService(MultiService):
         )
 
     async def _shutdown(self) -> None:
+        """
+        SIGTERM: readiness turns 503 and new API requests are refused with
+        503 and C{Retry-After} (the listener stays up so load balancers can
+        see that); requests in flight get C{drainTimeout} seconds, then
+        streams are ended with a proper terminal event; twistd exits 0.
+        """
+        self.gateway.draining = True
+        log.info(
+            "shutting down: refusing new requests; {active} in flight get {deadline}s to finish",
+            active=len(self.gateway.proxy.active),
+            deadline=self.drainTimeout,
+        )
         await self.gateway.drain(self.drainTimeout)
         stopped = MultiService.stopService(self)
         if stopped is not None:

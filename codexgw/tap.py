@@ -6,9 +6,10 @@ C{twistd codexgw}: command-line options and the service they make.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
-from twisted.application.service import IService
+from twisted.application.service import IService, Service
 from twisted.python import usage
 
 from codexgw.config import ConfigError, load
@@ -34,11 +35,37 @@ class Options(usage.Options):
         [
             "drain-timeout",
             None,
-            "30",
-            "Seconds in-flight streams get to finish on shutdown.",
+            None,
+            "Seconds in-flight streams get to finish on shutdown "
+            "(default: the config's server.drain_timeout, 30).",
             float,
         ],
     ]
+
+
+class StopOnTerm(Service):
+    """
+    Makes SIGTERM an ordinary stop, so twistd exits 0 after the drain.
+
+    twistd otherwise re-raises the signal once the reactor stops, and the
+    process ends "killed by SIGTERM", which orchestrators count as a crash.
+    Only the twistd plugin adds this: an embedding host keeps its own signals.
+    """
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        from twisted.internet import reactor
+
+        # After startup: the reactor installs its own handlers during it.
+        reactor.addSystemEventTrigger("after", "startup", self._install)  # type: ignore[attr-defined]
+
+    def _install(self) -> None:
+        signal.signal(signal.SIGTERM, self._onTerm)
+
+    def _onTerm(self, signum: int, frame: object) -> None:
+        from twisted.internet import reactor
+
+        reactor.callFromThread(reactor.stop)  # type: ignore[attr-defined]
 
 
 def makeService(options: Options) -> IService:
@@ -49,4 +76,6 @@ def makeService(options: Options) -> IService:
         sys.stderr.write(f"codexgw: {e}\n")
         raise SystemExit(os.EX_CONFIG) from None
     listen = options["listen"] or config.listen
-    return GatewayService(config, listen=listen, drainTimeout=options["drain-timeout"])
+    service = GatewayService(config, listen=listen, drainTimeout=options["drain-timeout"])
+    StopOnTerm().setServiceParent(service)
+    return service
