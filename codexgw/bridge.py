@@ -2,7 +2,7 @@
 """
 The edge of the Responses → Chat bridge: adapters that let an L{EventRelay}
 drive the pure translator in L{codexgw.translate.chat_stream}, and the
-mapping of a Chat upstream's error answers to the gateway's errors.
+route's work from request to relay.
 
 Each upstream event is parsed exactly once (C{orjson.loads}) and each
 Responses event serialised exactly once (C{orjson.dumps}); nothing else
@@ -17,7 +17,7 @@ import orjson
 from twisted.logger import Logger
 from twisted.web.server import Request
 
-from codexgw.errors import GatewayError, InvalidRequest, RateLimited, UpstreamUnavailable
+from codexgw.errors import GatewayError
 from codexgw.relay import (
     BAD_STREAM,
     COMPLETE,
@@ -27,6 +27,7 @@ from codexgw.relay import (
     UPSTREAM_BROKEN,
 )
 from codexgw.sse import SSEError, SSEEvent
+from codexgw.translate.errors import upstream_error
 
 log = Logger()
 
@@ -158,65 +159,6 @@ class BufferingAdapter:
         return orjson.dumps(response)
 
 
-_CONTEXT_MARKERS = (
-    "context_length_exceeded",
-    "maximum context length",
-    "context length",
-    "context window",
-    "too many tokens",
-    "prompt is too long",
-    "input is too long",
-    "reduce the length",
-)
-
-
-def upstreamError(status: int, body: bytes, upstream: str) -> GatewayError:
-    """
-    A Chat upstream's error answer, kept at its status, in OpenAI's shape.
-
-    Context overflows get the code C{context_length_exceeded} whatever the
-    provider called them, because that code is what makes the Codex CLI
-    compact its history instead of retrying the same request.
-    """
-    message, code, type_, param = "", None, None, None
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        parsed = None
-    error = parsed.get("error") if isinstance(parsed, dict) else None
-    if isinstance(error, dict):
-        message = str(error.get("message") or "")
-        code = error.get("code")
-        type_ = error.get("type")
-        param = error.get("param")
-    elif isinstance(error, str):
-        message = error
-    elif isinstance(parsed, dict) and isinstance(parsed.get("message"), str):
-        message = parsed["message"]
-    if not message:
-        message = body[:500].decode("utf-8", "replace") or f"upstream answered HTTP {status}"
-    lowered = f"{message} {code or ''}".lower()
-    if any(marker in lowered for marker in _CONTEXT_MARKERS):
-        code = "context_length_exceeded"
-    code = str(code) if code is not None else None
-    cls: type[GatewayError]
-    if status == 429:
-        cls = RateLimited
-    elif 400 <= status < 500:
-        cls = InvalidRequest
-    else:
-        cls = UpstreamUnavailable
-    err = cls(
-        message,
-        code=code or cls.code,
-        status=status,
-        param=param if isinstance(param, str) else None,
-    )
-    if isinstance(type_, str) and type_:
-        err.type = type_
-    return err
-
-
 def completionAsChunk(completion: dict[str, Any]) -> dict[str, Any]:
     """
     A whole C{chat.completion} as one stream chunk, for upstreams that answer
@@ -280,6 +222,14 @@ class Bridge:
                 request_id=ex.request_id,
             )
             self.metrics.dropped_tools.labels(upstream.name, tool).inc()
+        if chat.dropped_fields:
+            log.info(
+                "not sent to {upstream} (its dialect does not take them): {fields} "
+                "request_id={request_id}",
+                upstream=upstream.name,
+                fields=", ".join(chat.dropped_fields),
+                request_id=ex.request_id,
+            )
         translator = ChatToResponses(chat, model=ex.model)
         stream = chat.client_stream
         adapter: Any = (
@@ -308,7 +258,7 @@ class Bridge:
 
         if response.code >= 400:
             raw = await response.content()
-            error = upstreamError(response.code, raw, upstream.name)
+            error = upstream_error(response.code, raw)
             retry = response.headers.getRawHeaders(b"retry-after")
             if retry:
                 error.headers[b"retry-after"] = retry[0]
