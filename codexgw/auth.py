@@ -66,9 +66,9 @@ def presentedKey(request: Request) -> str | None:
         if scheme.lower() == b"bearer" and value.strip():
             return value.strip().decode("latin-1")
     for name in (b"api-key", b"x-api-key"):
-        value = request.getHeader(name)
-        if value:
-            return value.strip().decode("latin-1")
+        given = request.getHeader(name)
+        if given:
+            return given.strip().decode("latin-1")
     return None
 
 

@@ -189,10 +189,14 @@ class _Reader:
     def interpolate(self, key: str, value: str) -> str:
         def sub(m: re.Match[str]) -> str:
             name, default = m.group(1), m.group(2)
-            if name in self.environ:
-                return self.environ[name]
+            value = self.environ.get(name)
+            # As in the shell: ${VAR:-default} also replaces an empty value.
+            if value and default is not None:
+                return value
             if default is not None:
                 return default
+            if value is not None:
+                return value
             self.problem(
                 key,
                 f"environment variable {name} is not set (write ${{{name}:-}} to make it optional)",
@@ -496,6 +500,14 @@ def parse(data: Any, source: str, environ: Mapping[str, str] | None = None) -> C
     default = r.get(data, "default_upstream", "", r.string, "")
     # One variable is enough to leave the demo for a real provider.
     url = env.get("CODEXGW_UPSTREAM_URL")
+    if url and not re.match(r"^https?://[^/\s]+", url):
+        r.problem("CODEXGW_UPSTREAM_URL", f"expected an http:// or https:// URL, got {url!r}")
+        url = None
+    envWire = env.get("CODEXGW_UPSTREAM_WIRE_API")
+    if url and envWire and envWire not in WIRE_APIS:
+        r.problem(
+            "CODEXGW_UPSTREAM_WIRE_API", f"expected one of {', '.join(WIRE_APIS)}, got {envWire!r}"
+        )
     if url:
         name = env.get("CODEXGW_DEFAULT_UPSTREAM") or default or "main"
         if name == DEMO_UPSTREAM:
@@ -524,12 +536,6 @@ def parse(data: Any, source: str, environ: Mapping[str, str] | None = None) -> C
             "default_upstream",
             f"expected the name of an upstream ({', '.join(upstreams)}), got {default!r}",
         )
-    for name, upstream in upstreams.items():
-        if upstream.wire_api not in WIRE_APIS:
-            r.problem(
-                f"upstreams.{name}.wire_api",
-                f"expected one of {', '.join(WIRE_APIS)}, got {upstream.wire_api!r}",
-            )
 
     routes = _routes(r, data.get("models"), upstreams)
     listen = env.get("CODEXGW_LISTEN") or r.get(data, "listen", "", r.string, DEFAULT_LISTEN)
@@ -639,6 +645,8 @@ def load(path: str | None, environ: Mapping[str, str] | None = None) -> Config:
             data = yaml.safe_load(f)
     except OSError as e:
         raise ConfigError([f"{path}: cannot read: {e.strerror}"]) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"{path}: not UTF-8 text (byte {e.start})"]) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

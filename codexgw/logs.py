@@ -3,8 +3,8 @@
 Structured logging: one access event per request, and a JSON observer for
 operators who ship logs to a collector.
 
-Use with twistd as C{twistd --logger codexgw.logs.jsonObserver codexgw}, or
-set C{CODEXGW_LOG_FORMAT=json}. Events are emitted through
+Use with twistd as C{twistd --logger codexgw.logs.jsonObserver codexgw}
+(or C{codexgw.logs.textObserver} for redacted text). Events are emitted through
 C{twisted.logger}, so embedding programs route them like their own.
 Nothing here ever receives a key: callers pass names, never secrets, and
 L{redact} scrubs anything that looks like a bearer token as a last guard.
@@ -21,13 +21,9 @@ from twisted.logger import (
     FileLogObserver,
     ILogObserver,
     Logger,
-    eventAsJSON,
     formatEvent,
-    formatTime,
-    jsonFileLogObserver,
-    textFileLogObserver,
+    formatEventAsClassicLogText,
 )
-from zope.interface import implementer
 
 access = Logger(namespace="codexgw.access")
 
@@ -36,7 +32,12 @@ ACCESS_FORMAT = (
     "key={key} request_id={request_id} outcome={outcome}"
 )
 
-_SECRET = re.compile(r"(?i)(bearer\s+|api[-_]?key[\"'=:\s]+|sk-)[A-Za-z0-9._\-]{6,}")
+# Credential shapes: a bearer token, an api-key assignment, an OpenAI-style
+# sk- key (not the "sk-" inside words like "task-runner").
+_TOKEN = r"[A-Za-z0-9._~+/=\-]{6,}"
+_SECRET = re.compile(
+    rf"(?i)(bearer\s+|api[-_]?key[\"'=:\s]+|(?<![A-Za-z0-9])sk-){_TOKEN}"
+)
 
 
 def redact(text: str) -> str:
@@ -47,19 +48,6 @@ def redact(text: str) -> str:
 def logAccess(**fields: Any) -> None:
     """Emit the one access line of a request."""
     access.info(ACCESS_FORMAT, **fields)
-
-
-@implementer(ILogObserver)
-class _RedactingObserver:
-    def __init__(self, observer: ILogObserver) -> None:
-        self._observer = observer
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        failure = event.get("log_failure")
-        if failure is not None:
-            event = dict(event)
-            event["log_failure_text"] = redact(failure.getTraceback())
-        self._observer(event)
 
 
 def _jsonFormat(event: dict[str, Any]) -> str:
@@ -73,29 +61,29 @@ def _jsonFormat(event: dict[str, Any]) -> str:
     for key, value in event.items():
         if key.startswith("log_") or key in ("format", "message", "system", "time"):
             continue
-        if isinstance(value, str | int | float | bool) or value is None:
+        if isinstance(value, str):
+            out[key] = redact(value)
+        elif isinstance(value, int | float | bool) or value is None:
             out[key] = value
-    if "log_failure_text" in event:
-        out["traceback"] = event["log_failure_text"]
+    failure = event.get("log_failure")
+    if failure is not None:
+        out["traceback"] = redact(failure.getTraceback())
     return orjson.dumps(out).decode() + "\n"
+
+
+def _textFormat(event: dict[str, Any]) -> str | None:
+    text = formatEventAsClassicLogText(event)
+    return None if text is None else redact(text)
 
 
 def jsonObserver(stream: IO[str] | None = None) -> ILogObserver:
     """A JSON-lines observer (a twistd C{--logger} factory)."""
-    return _RedactingObserver(FileLogObserver(stream or sys.stdout, _jsonFormat))
+    return FileLogObserver(stream or sys.stdout, _jsonFormat)
 
 
 def textObserver(stream: IO[str] | None = None) -> ILogObserver:
-    """Twisted's text format, with the redaction guard."""
-    return _RedactingObserver(textFileLogObserver(stream or sys.stdout))
+    """Twisted's text format, with the redaction guard (also a C{--logger})."""
+    return FileLogObserver(stream or sys.stdout, _textFormat)
 
 
-__all__ = [
-    "eventAsJSON",
-    "formatTime",
-    "jsonFileLogObserver",
-    "jsonObserver",
-    "logAccess",
-    "redact",
-    "textObserver",
-]
+__all__ = ["jsonObserver", "logAccess", "redact", "textObserver"]

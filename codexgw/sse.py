@@ -185,11 +185,16 @@ class SSEReceiver(Protocol):
         if self._ended:
             return
         from twisted.web.client import ResponseDone
+        from twisted.web.http import PotentialDataLoss
 
-        if reason.check(ResponseDone):
+        # PotentialDataLoss: a body without a length that ended with the
+        # connection, which is how many SSE servers end a stream.
+        if reason.check(ResponseDone, PotentialDataLoss):
             try:
                 for event in self._decoder.close():
                     self._onEvent(event)
+                    if self._ended:
+                        return
             except SSEError:
                 self._end(Failure())
                 return

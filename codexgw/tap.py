@@ -57,7 +57,7 @@ class StopOnTerm(Service):
         from twisted.internet import reactor
 
         # After startup: the reactor installs its own handlers during it.
-        reactor.addSystemEventTrigger("after", "startup", self._install)  # type: ignore[attr-defined]
+        reactor.addSystemEventTrigger("after", "startup", self._install)
 
     def _install(self) -> None:
         signal.signal(signal.SIGTERM, self._onTerm)
@@ -77,5 +77,5 @@ def makeService(options: Options) -> IService:
         raise SystemExit(os.EX_CONFIG) from None
     listen = options["listen"] or config.listen
     service = GatewayService(config, listen=listen, drainTimeout=options["drain-timeout"])
-    StopOnTerm().setServiceParent(service)
+    StopOnTerm().setServiceParent(service)  # type: ignore[no-untyped-call]
     return service

@@ -24,15 +24,17 @@ class GatewayRequest(Request):
     _received = 0
 
     def handleContentChunk(self, data: bytes) -> None:
-        limit = getattr(self.channel.site, "maxBody", None) if self.channel else None
+        site = getattr(self.channel, "site", None)
+        limit = getattr(site, "maxBody", None)
         self._received += len(data)
         if limit is not None and self._received > limit:
             if not self.tooLarge:
                 self.tooLarge = True
                 self.content.seek(0)  # type: ignore[union-attr]
                 self.content.truncate()  # type: ignore[union-attr]
-            if self._received > 4 * limit + 1024 * 1024 and self.channel is not None:
-                self.channel.transport.loseConnection()  # type: ignore[attr-defined]
+            transport = self.channel.transport if self.channel is not None else None
+            if self._received > 4 * limit + 1024 * 1024 and transport is not None:
+                transport.loseConnection()
             return
         super().handleContentChunk(data)  # type: ignore[no-untyped-call]
 
