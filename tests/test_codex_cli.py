@@ -1,0 +1,204 @@
+"""
+The real Codex CLI (installed by scripts/install-codex) runs `codex exec`
+through the gateway against a scripted Chat Completions upstream.
+
+These are the slowest tests in the suite (a few seconds each): the CLI is a
+separate process speaking real HTTP, which is the point.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from typing import Any
+
+import orjson
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import ProcessProtocol
+from twisted.python.failure import Failure
+from twisted.trial.unittest import TestCase
+from twisted.web.server import NOT_DONE_YET, Request
+
+from tests.fakes.chat_upstream import chatChunk, textStream
+from tests.test_integration import LiveGateway
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def codexBinary() -> str:
+    """The Codex CLI; installed on demand so a fresh checkout needs no extra step."""
+    found = os.environ.get("CODEX_BIN")
+    if found:
+        return found
+    out = subprocess.run(
+        [os.path.join(REPO, "scripts", "install-codex")],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+class _Collect(ProcessProtocol):
+    def __init__(self) -> None:
+        self.out = b""
+        self.err = b""
+        self.ended: Deferred[int] = Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self.out += data
+
+    def errReceived(self, data: bytes) -> None:
+        self.err += data
+
+    def processEnded(self, reason: Failure) -> None:
+        self.ended.callback(getattr(reason.value, "exitCode", -1) or 0)
+
+
+async def runCodex(
+    test: TestCase, base: str, prompt: str, providerExtra: str = "", timeout: float = 120
+) -> tuple[int, str, str, str]:
+    """Run `codex exec` in a throwaway directory; return (code, last message, stdout, stderr)."""
+    home = os.path.abspath(test.mktemp())
+    work = os.path.join(home, "work")
+    os.makedirs(work)
+    with open(os.path.join(home, "config.toml"), "w") as f:
+        f.write(
+            'model = "m1"\nmodel_provider = "gw"\n\n[model_providers.gw]\nname = "codexgw"\n'
+            f'base_url = "{base}"\nenv_key = "CODEXGW_KEY"\nwire_api = "responses"\n'
+            f"request_max_retries = 0\nstream_max_retries = 0\n{providerExtra}"
+        )
+    last = os.path.join(home, "last.txt")
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": home,
+        "CODEX_HOME": home,
+        "CODEXGW_KEY": "client-key",
+        "RUST_LOG": "error",
+        "NO_COLOR": "1",
+    }
+    proto = _Collect()
+    binary = codexBinary()
+    process = reactor.spawnProcess(
+        proto,
+        binary,
+        [
+            binary,
+            "exec",
+            "--skip-git-repo-check",
+            "--dangerously-bypass-approvals-and-sandbox",
+            "--ephemeral",
+            "--color",
+            "never",
+            "-o",
+            last,
+            prompt,
+        ],
+        env=env,
+        path=work,
+    )
+    process.closeStdin()  # with stdin open, codex waits to read more prompt from it
+    killer = reactor.callLater(timeout, process.signalProcess, "KILL")
+    code = await proto.ended
+    if killer.active():
+        killer.cancel()
+    message = open(last).read() if os.path.exists(last) else ""
+    shutil.rmtree(home, ignore_errors=True)
+    return code, message, proto.out.decode(errors="replace"), proto.err.decode(errors="replace")
+
+
+def toolCallStream(call_id: str, name: str, arguments: str) -> list[bytes]:
+    """A streamed tool call, its arguments split mid-string as providers do."""
+    half = len(arguments) // 2
+    first = {
+        "index": 0,
+        "id": call_id,
+        "type": "function",
+        "function": {"name": name, "arguments": ""},
+    }
+    return [
+        chatChunk({"role": "assistant", "content": None, "tool_calls": [first]}),
+        chatChunk({"tool_calls": [{"index": 0, "function": {"arguments": arguments[:half]}}]}),
+        chatChunk({"tool_calls": [{"index": 0, "function": {"arguments": arguments[half:]}}]}),
+        chatChunk({}, "tool_calls"),
+        b"data: [DONE]\n\n",
+    ]
+
+
+def sse(chunks: list[bytes]) -> Any:
+    def step(request: Request, body: Any) -> Any:
+        request.setHeader(b"content-type", b"text/event-stream")
+        request.write(b"".join(chunks))
+        request.finish()
+        return NOT_DONE_YET
+
+    return step
+
+
+class CodexExecTests(TestCase):
+    timeout = 240
+
+    async def test_tool_call_round_trip(self) -> None:
+        live = LiveGateway(self)
+        marker = "codexgw-tool-ok-4242"
+        live.upstream.script += [
+            sse(
+                toolCallStream(
+                    "call_abc", "exec_command", orjson.dumps({"cmd": f"echo {marker}"}).decode()
+                )
+            ),
+            sse(textStream(["The command printed ", marker, "."])),
+        ]
+        code, message, out, err = await runCodex(self, live.base, "run echo for me")
+        self.assertEqual(code, 0, f"codex failed:\nstdout:{out[-2000:]}\nstderr:{err[-3000:]}")
+        self.assertIn(f"The command printed {marker}.", message)
+        chats = [r for r in live.upstream.received if r.path == b"/v1/chat/completions"]
+        self.assertGreaterEqual(len(chats), 2)
+        second = chats[1].body
+        tool_messages = [m for m in second["messages"] if m.get("role") == "tool"]
+        self.assertEqual(len(tool_messages), 1)
+        self.assertEqual(tool_messages[0]["tool_call_id"], "call_abc")
+        self.assertIn(marker, str(tool_messages[0]["content"]))
+        assistant = [m for m in second["messages"] if m.get("tool_calls")]
+        self.assertEqual(assistant[0]["tool_calls"][0]["function"]["name"], "exec_command")
+        self.assertNotIn("web_search", orjson.dumps(second.get("tools")).decode())
+        self.assertTrue(chats[0].body["stream"])
+
+    async def test_silent_upstream_does_not_trip_the_idle_timeout(self) -> None:
+        live = LiveGateway(self, heartbeat_interval=0.5)
+
+        def slow(request: Request, body: Any) -> Any:
+            # Silent before the headers, then silent again mid-stream: each
+            # pause is longer than the client's 2 s idle timeout.
+            def headers() -> None:
+                request.setHeader(b"content-type", b"text/event-stream")
+                request.write(chatChunk({"role": "assistant", "content": ""}))
+                pending.append(reactor.callLater(3.5, rest))
+
+            def rest() -> None:
+                request.write(b"".join(textStream(["still", " here"])[1:]))
+                request.finish()
+
+            pending.append(reactor.callLater(3.5, headers))
+            return NOT_DONE_YET
+
+        pending: list[Any] = []
+
+        def cancelPending() -> None:
+            for call in pending:
+                if call.active():
+                    call.cancel()
+
+        self.addCleanup(cancelPending)
+
+        live.upstream.script.append(slow)
+        code, message, out, err = await runCodex(
+            self, live.base, "say something", providerExtra="stream_idle_timeout_ms = 2000\n"
+        )
+        self.assertEqual(code, 0, f"codex failed:\nstdout:{out[-2000:]}\nstderr:{err[-3000:]}")
+        self.assertIn("still here", message)
+        chats = [r for r in live.upstream.received if r.path == b"/v1/chat/completions"]
+        self.assertEqual(len(chats), 1, "the turn must not have been retried")
