@@ -35,9 +35,7 @@ ACCESS_FORMAT = (
 # Credential shapes: a bearer token, an api-key assignment, an OpenAI-style
 # sk- key (not the "sk-" inside words like "task-runner").
 _TOKEN = r"[A-Za-z0-9._~+/=\-]{6,}"
-_SECRET = re.compile(
-    rf"(?i)(bearer\s+|api[-_]?key[\"'=:\s]+|(?<![A-Za-z0-9])sk-){_TOKEN}"
-)
+_SECRET = re.compile(rf"(?i)(bearer\s+|api[-_]?key[\"'=:\s]+|(?<![A-Za-z0-9])sk-){_TOKEN}")
 
 
 def redact(text: str) -> str:

@@ -161,7 +161,9 @@ class SchemaTests(ConfigTestCase):
         self.assertEqual(upstream.api_key, "k")
         self.assertEqual(dict(upstream.headers), {"X-Org": "acme"})
         self.assertEqual(upstream.models, ("qwen", "llama"))
-        self.assertEqual(upstream.timeouts, Timeouts(connect=1.0, first_byte=2.5, idle=3.0, total=4.0))
+        self.assertEqual(
+            upstream.timeouts, Timeouts(connect=1.0, first_byte=2.5, idle=3.0, total=4.0)
+        )
 
     def test_zero_total_timeout_means_no_limit(self) -> None:
         upstream = parse(main(timeouts={"total": 0}), "conf.yaml", {}).default
@@ -325,7 +327,9 @@ class EnvironmentOverrideTests(ConfigTestCase):
         self.assertEqual(upstream.wire_api, "responses")
 
     def test_upstream_url_replaces_the_demo_default_of_the_shipped_config(self) -> None:
-        config = load(CONF.child("codexgw.yaml").path, {"CODEXGW_UPSTREAM_URL": "http://gpu.test/v1"})
+        config = load(
+            CONF.child("codexgw.yaml").path, {"CODEXGW_UPSTREAM_URL": "http://gpu.test/v1"}
+        )
         self.assertEqual(config.default_upstream, "main")
         self.assertFalse(config.default.is_demo)
         self.assertEqual(config.default.base_url, "http://gpu.test/v1")
@@ -340,7 +344,10 @@ class EnvironmentOverrideTests(ConfigTestCase):
         self.assertEqual(upstream.timeouts.idle, 7.0)
 
     def test_upstream_api_key_variable_beats_the_file(self) -> None:
-        environ = {"CODEXGW_UPSTREAM_URL": "http://other.test/v1", "CODEXGW_UPSTREAM_API_KEY": "env"}
+        environ = {
+            "CODEXGW_UPSTREAM_URL": "http://other.test/v1",
+            "CODEXGW_UPSTREAM_API_KEY": "env",
+        }
         config = parse(main(api_key="file"), "conf.yaml", environ)
         self.assertEqual(config.default.api_key, "env")
 
@@ -383,7 +390,11 @@ class EnvironmentOverrideTests(ConfigTestCase):
 
     def test_default_upstream_variable_naming_no_upstream_is_an_error(self) -> None:
         self.assertOneProblem(
-            main(), "default_upstream", "'nope'", "main", environ={"CODEXGW_DEFAULT_UPSTREAM": "nope"}
+            main(),
+            "default_upstream",
+            "'nope'",
+            "main",
+            environ={"CODEXGW_DEFAULT_UPSTREAM": "nope"},
         )
 
 
@@ -447,7 +458,9 @@ class ErrorTests(ConfigTestCase):
         self.assertOneProblem(data, "default_upstream", "'mian'", "main")
 
     def test_default_upstream_required_with_several_upstreams(self) -> None:
-        data = {"upstreams": {"a": {"base_url": "http://a.test"}, "b": {"base_url": "http://b.test"}}}
+        data = {
+            "upstreams": {"a": {"base_url": "http://a.test"}, "b": {"base_url": "http://b.test"}}
+        }
         self.assertOneProblem(data, "default_upstream", "required")
 
     def test_model_rule_pointing_at_a_missing_upstream(self) -> None:
@@ -498,7 +511,10 @@ class ErrorTests(ConfigTestCase):
 
     def test_upstreams_must_be_a_mapping(self) -> None:
         self.assertOneProblem(
-            {"upstreams": [{"base_url": "http://a"}]}, ": upstreams: ", "expected a mapping", "a list"
+            {"upstreams": [{"base_url": "http://a"}]},
+            ": upstreams: ",
+            "expected a mapping",
+            "a list",
         )
 
     def test_upstream_must_be_a_mapping(self) -> None:
@@ -547,7 +563,9 @@ class ErrorTests(ConfigTestCase):
             "conf.yaml: upstreams.main.base_url: expected a string, got a number",
             self.problems(main(base_url=9000)),
         )
-        self.assertOneProblem(main(api_key=["a"]), "upstreams.main.api_key", "expected a string", "a list")
+        self.assertOneProblem(
+            main(api_key=["a"]), "upstreams.main.api_key", "expected a string", "a list"
+        )
         data = main()
         data["listen"] = 8080
         self.assertOneProblem(data, ": listen: ", "expected a string", "a number")
@@ -605,11 +623,7 @@ class FileTests(ConfigTestCase):
 
     def test_invalid_yaml_reports_line_and_column(self) -> None:
         path = self.writeConfig(
-            'listen: "tcp:8080"\n'
-            "upstreams:\n"
-            "  main:\n"
-            "    base_url: [unclosed\n"
-            "    wire_api: chat\n"
+            'listen: "tcp:8080"\nupstreams:\n  main:\n    base_url: [unclosed\n    wire_api: chat\n'
         )
         error = self.assertRaises(ConfigError, load, path, {})
         self.assertEqual(len(error.problems), 1)
@@ -651,7 +665,12 @@ class FileTests(ConfigTestCase):
     def test_problems_name_the_file(self) -> None:
         path = self.writeConfig("upstreams:\n  main:\n    wire_api: chat\n")
         error = self.assertRaises(ConfigError, load, path, {})
-        self.assertEqual(error.problems, [f"{path}: upstreams.main.base_url: required: the upstream's URL, e.g. http://127.0.0.1:9000/v1"])
+        self.assertEqual(
+            error.problems,
+            [
+                f"{path}: upstreams.main.base_url: required: the upstream's URL, e.g. http://127.0.0.1:9000/v1"
+            ],
+        )
 
 
 class SecretTests(ConfigTestCase):

@@ -66,7 +66,9 @@ def httpClient(test: TestCase) -> HTTPClient:
 class LiveGateway:
     """An upstream and a gateway listening on loopback; stopped by cleanup."""
 
-    def __init__(self, test: TestCase, upstream: dict[str, Any] | None = None, **serverConfig: Any) -> None:
+    def __init__(
+        self, test: TestCase, upstream: dict[str, Any] | None = None, **serverConfig: Any
+    ) -> None:
         self.upstream = FakeChatUpstream()
         self.upstreamPort = serve(test, self.upstream)
         config = parse(
@@ -177,6 +179,7 @@ class BackpressureTests(TestCase):
         )
         self.assertTrue(await until(lambda: live.upstream.streams))
         stream = live.upstream.streams[0]
+
         # Generation must stop once the buffers between are full, however
         # long the client stalls: the total is bounded by socket buffers.
         async def settled() -> int:

@@ -70,7 +70,12 @@ class JSONObserverTests(SynchronousTestCase):
 
     def test_simple_fields_are_included(self) -> None:
         self.log.info(
-            "request", route="/v1/chat/completions", status=502, ratio=0.25, retried=True, model=None
+            "request",
+            route="/v1/chat/completions",
+            status=502,
+            ratio=0.25,
+            retried=True,
+            model=None,
         )
         [line] = self.lines()
         self.assertEqual(line["route"], "/v1/chat/completions")
@@ -232,12 +237,12 @@ class RedactTests(SynchronousTestCase):
         self.assertEqual(redact(text), expected)
 
     def test_bearer_token(self) -> None:
-        self.assertRedacted(
-            f"Authorization: Bearer {SECRET}", "Authorization: Bearer [redacted]"
-        )
+        self.assertRedacted(f"Authorization: Bearer {SECRET}", "Authorization: Bearer [redacted]")
 
     def test_bearer_is_case_insensitive(self) -> None:
-        self.assertRedacted("authorization: bearer abcdef123456", "authorization: bearer [redacted]")
+        self.assertRedacted(
+            "authorization: bearer abcdef123456", "authorization: bearer [redacted]"
+        )
         self.assertRedacted("BEARER abcdef123456", "BEARER [redacted]")
 
     def test_bearer_jwt(self) -> None:
@@ -271,9 +276,7 @@ class RedactTests(SynchronousTestCase):
 
     def test_every_secret_in_a_text_is_redacted(self) -> None:
         text = redact("first sk-aaaaaaaaaa then Bearer bbbbbbbbbb then api_key=cccccccccc")
-        self.assertEqual(
-            text, "first sk-[redacted] then Bearer [redacted] then api_key=[redacted]"
-        )
+        self.assertEqual(text, "first sk-[redacted] then Bearer [redacted] then api_key=[redacted]")
 
     def test_ordinary_text_is_unchanged(self) -> None:
         for text in (

@@ -220,7 +220,9 @@ class LineEndingTests(SynchronousTestCase):
 
     def test_cr_cr_lf_is_a_line_end_then_a_blank_line(self) -> None:
         self.assertEqual(decode([b"data: a\r\r\n"]), [SSEEvent("a")])
-        self.assertEqual(decode([b"data: a\r", b"\r\n", b"data: b\n\n"]), [SSEEvent("a"), SSEEvent("b")])
+        self.assertEqual(
+            decode([b"data: a\r", b"\r\n", b"data: b\n\n"]), [SSEEvent("a"), SSEEvent("b")]
+        )
 
     def test_lf_after_a_cr_is_skipped_only_once(self) -> None:
         decoder = SSEDecoder()
@@ -254,7 +256,9 @@ class FieldTests(SynchronousTestCase):
         )
 
     def test_multiline_data_is_joined_with_lf_whatever_the_line_ending(self) -> None:
-        self.assertEqual(decode([b"data: one\r\ndata: two\rdata: three\r\n\r\n"]), [SSEEvent("one\ntwo\nthree")])
+        self.assertEqual(
+            decode([b"data: one\r\ndata: two\rdata: three\r\n\r\n"]), [SSEEvent("one\ntwo\nthree")]
+        )
 
     def test_event_field_names_the_event(self) -> None:
         self.assertEqual(
@@ -539,7 +543,7 @@ class SSEReceiverTests(SynchronousTestCase):
         An event cut off by a broken connection may be missing data lines, so
         it is not reported as if it were whole.
         """
-        self.receiver.dataReceived(b"data: a\n\ndata: {\"partial\":")
+        self.receiver.dataReceived(b'data: a\n\ndata: {"partial":')
         self.receiver.connectionLost(Failure(ConnectionLost()))
         self.assertEqual(self.recorder.events, [SSEEvent("a")])
         self.assertEqual(len(self.recorder.ends), 1)
