@@ -6,8 +6,10 @@ upstream and hand over to L{codexgw.proxy.Proxy}.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from klein import Klein
 from twisted.internet.defer import CancelledError
 from twisted.logger import Logger
@@ -25,7 +27,9 @@ from codexgw.errors import (
     ShuttingDown,
 )
 from codexgw.metrics import CONTENT_TYPE
+from codexgw.proxy import Exchange
 from codexgw.relay import CLIENT_GONE
+from codexgw.upstream import Upstream
 
 if TYPE_CHECKING:
     from codexgw.service import Gateway
@@ -43,6 +47,18 @@ def _model(body: dict[str, Any]) -> str:
     return model
 
 
+@attrs.define
+class Call:
+    """A model request, parsed and routed, handed to a route's work."""
+
+    ex: Exchange
+    body: dict[str, Any]
+    raw: bytes
+    model: str
+    upstream: Upstream
+    upstreamModel: str
+
+
 class GatewayApp:
     """The gateway's routes, bound to one L{Gateway}."""
 
@@ -54,56 +70,51 @@ class GatewayApp:
 
     @app.route(CHAT, methods=["POST"])
     async def chat_completions(self, request: Request) -> bytes | None:
-        proxy = self.proxy
-        ex = proxy.begin(request, CHAT)
-        try:
-            if self.gateway.draining:
-                raise ShuttingDown(
-                    "the gateway is shutting down; retry", headers={b"retry-after": b"1"}
-                )
-            key = self.gateway.auth.authenticate(request)
-            ex.key = key.name
-            body, raw = proxy.readJSON(request)
-            model = _model(body)
-            self.gateway.auth.authorize(key, model)
-            upstream, upstreamModel = self.gateway.router.route(model)
-            ex.model, ex.upstream = model, upstream.name
-            if upstream.config.wire_api != "chat":
-                raise InvalidRequest(
-                    f"upstream {upstream.name!r} speaks the Responses API; Chat requests "
-                    "to it are not supported yet",
-                    param="model",
-                    code="unsupported_upstream",
-                )
-            if upstreamModel != model:
-                body["model"] = upstreamModel
-                raw = self.gateway.dumps(body)
-            stream = body.get("stream") is True
-            response = await upstream.send(
-                b"POST",
-                "/chat/completions",
-                raw,
-                proxy.upstreamHeaders(ex, request),
-                proxy.onRetry(ex),
-            )
-            await proxy.passThrough(ex, upstream, response, stream)
-            return None
-        except GatewayError as e:
-            return proxy.fail(ex, e)
-        except CancelledError:
-            ex.outcome = CLIENT_GONE
-            if ex.relay is not None:
-                ex.relay.end(CLIENT_GONE)
-            return None
-        except Exception:
-            return self._internal(ex)
-        finally:
-            proxy.finish(ex)
+        return await self._api(request, CHAT, self._chat)
 
     @app.route(RESPONSES, methods=["POST"])
     async def responses(self, request: Request) -> bytes | None:
+        return await self._api(request, RESPONSES, self._responses)
+
+    async def _chat(self, call: Call) -> None:
+        if call.upstream.config.wire_api != "chat":
+            raise InvalidRequest(
+                f"upstream {call.upstream.name!r} speaks the Responses API; Chat requests "
+                "to it are not supported yet",
+                param="model",
+                code="unsupported_upstream",
+            )
+        await self._relay(call, "/chat/completions")
+
+    async def _responses(self, call: Call) -> None:
+        if call.upstream.config.wire_api == "responses":
+            await self._relay(call, "/responses")
+        else:
+            await self.gateway.bridge.run(call.ex, call.body, call.upstream, call.upstreamModel)
+
+    async def _relay(self, call: Call, path: str) -> None:
+        """Pass the request through untouched but for the model's name."""
+        proxy, ex = self.proxy, call.ex
+        raw = call.raw
+        if call.upstreamModel != call.model:
+            call.body["model"] = call.upstreamModel
+            raw = self.gateway.dumps(call.body)
+        proxy.sending(ex)
+        response = await call.upstream.send(
+            b"POST", path, raw, proxy.upstreamHeaders(ex, ex.request), proxy.onRetry(ex)
+        )
+        await proxy.passThrough(ex, call.upstream, response, call.body.get("stream") is True)
+
+    async def _api(
+        self, request: Request, route: str, work: Callable[[Call], Awaitable[None]]
+    ) -> bytes | None:
+        """
+        What every model route shares: accounting, shutdown, auth, the JSON
+        body, routing by model, and turning every failure into OpenAI's
+        error shape (or, once the client has gone, into nothing).
+        """
         proxy = self.proxy
-        ex = proxy.begin(request, RESPONSES)
+        ex = proxy.begin(request, route)
         try:
             if self.gateway.draining:
                 raise ShuttingDown(
@@ -116,20 +127,7 @@ class GatewayApp:
             self.gateway.auth.authorize(key, model)
             upstream, upstreamModel = self.gateway.router.route(model)
             ex.model, ex.upstream = model, upstream.name
-            if upstream.config.wire_api == "responses":
-                if upstreamModel != model:
-                    body["model"] = upstreamModel
-                    raw = self.gateway.dumps(body)
-                response = await upstream.send(
-                    b"POST",
-                    "/responses",
-                    raw,
-                    proxy.upstreamHeaders(ex, request),
-                    proxy.onRetry(ex),
-                )
-                await proxy.passThrough(ex, upstream, response, body.get("stream") is True)
-                return None
-            await self.gateway.bridge.run(ex, body, upstream, upstreamModel)
+            await work(Call(ex, body, raw, model, upstream, upstreamModel))
             return None
         except GatewayError as e:
             return proxy.fail(ex, e)

@@ -80,6 +80,10 @@ class StreamingAdapter:
     def done(self) -> bool:
         return bool(self.t.done)
 
+    @property
+    def usage(self) -> Any:
+        return self.t.response.get("usage")
+
     def start(self) -> bytes:
         return encode(self.t.start())
 
@@ -116,6 +120,10 @@ class BufferingAdapter:
     @property
     def done(self) -> bool:
         return bool(self.t.done)
+
+    @property
+    def usage(self) -> Any:
+        return self.t.response.get("usage")
 
     def start(self) -> bytes:
         self.t.start()
@@ -237,6 +245,7 @@ class Bridge:
         )
         headers = self.proxy.upstreamHeaders(ex, request)
         headers[b"accept"] = [b"text/event-stream"]
+        self.proxy.sending(ex)
         pending = upstream.send(
             b"POST", "/chat/completions", orjson.dumps(chat.body), headers, self.proxy.onRetry(ex)
         )
@@ -256,6 +265,7 @@ class Bridge:
             if early is not None:
                 early.stop()
 
+        self.proxy.answered(ex)
         if response.code >= 400:
             raw = await response.content()
             error = upstream_error(response.code, raw)

@@ -83,6 +83,19 @@ class GatewayMetrics:
             ["route"],
             registry=r,
         )
+        self.tokens = Counter(
+            "codexgw_tokens_total",
+            "Tokens the upstreams reported, by direction (input/output), model and key name.",
+            ["direction", "model", "key"],
+            registry=r,
+        )
+        self.upstream_latency = Histogram(
+            "codexgw_upstream_latency_seconds",
+            "Time from sending a request upstream to its response headers, by upstream.",
+            ["upstream"],
+            buckets=_BUCKETS,
+            registry=r,
+        )
         self._models: set[str] = set()
         self._requestChildren: dict[tuple[str, str, str, str], Counter] = {}
 

@@ -30,6 +30,7 @@ from codexgw.logs import logAccess
 from codexgw.metrics import GatewayMetrics
 from codexgw.relay import CLIENT_GONE, COMPLETE, PassThroughRelay, _Relay
 from codexgw.upstream import Upstream
+from codexgw.usage import tokens
 
 # Response headers of the upstream that a client needs; the rest (hop-by-hop,
 # cookies, server banners) stay behind.
@@ -75,6 +76,8 @@ class Exchange:
     stream: bool = False
     finished: bool = False
     relay: _Relay | None = None
+    usage: dict[str, Any] | None = None
+    sentAt: float | None = None
 
 
 class Proxy:
@@ -98,6 +101,7 @@ class Proxy:
         self.heartbeat = heartbeat
         self.maxLine = maxLine
         self.active: set[_Relay] = set()
+        self.onTokens: Any = None
         self._observers: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._streamGauges: dict[str, Any] = {}
 
@@ -163,6 +167,17 @@ class Proxy:
             if lower in _PASS_HEADERS or lower.startswith(b"x-ratelimit-"):
                 request.responseHeaders.setRawHeaders(lower, values)
 
+    def sending(self, ex: Exchange) -> None:
+        """Mark the start of the upstream request, for its latency."""
+        ex.sentAt = self.clock.seconds()
+
+    def answered(self, ex: Exchange) -> None:
+        """The upstream's response headers arrived."""
+        if ex.sentAt is not None:
+            self.metrics.upstream_latency.labels(ex.upstream).observe(
+                self.clock.seconds() - ex.sentAt
+            )
+
     def passThrough(
         self, ex: Exchange, upstream: Upstream, response: Any, stream: bool
     ) -> Deferred[None]:
@@ -171,6 +186,7 @@ class Proxy:
         needs, and the body as it arrives.
         """
         request = ex.request
+        self.answered(ex)
         ex.status = response.code
         request.setResponseCode(response.code)
         self.copyResponseHeaders(ex, response)
@@ -223,6 +239,7 @@ class Proxy:
                 gauge.dec()
             ex.outcome = relay.outcome or COMPLETE
             ex.firstByteAt = relay.firstByteAt
+            ex.usage = relay.usage()
             if ex.outcome not in (COMPLETE, CLIENT_GONE):
                 self.metrics.upstream_errors.labels(ex.upstream, "stream").inc()
 
@@ -289,6 +306,13 @@ class Proxy:
         self.metrics.count_request(ex.route, ex.status, ex.upstream, ex.model)
         if ex.outcome == CLIENT_GONE:
             self.metrics.cancellations.labels(ex.route).inc()
+        counted = tokens(ex.usage)
+        if counted is not None:
+            model = self.metrics.model_label(ex.model)
+            self.metrics.tokens.labels("input", model, ex.key).inc(counted[0])
+            self.metrics.tokens.labels("output", model, ex.key).inc(counted[1])
+            if self.onTokens is not None:
+                self.onTokens(ex, counted[0] + counted[1])
         logAccess(
             method=ex.request.method.decode("latin-1"),
             route=ex.route,

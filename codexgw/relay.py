@@ -31,6 +31,7 @@ from twisted.web.server import Request
 from zope.interface import implementer
 
 from codexgw.sse import HEARTBEAT, SSEDecoder, SSEError, SSEEvent
+from codexgw.usage import findUsage
 
 log = Logger()
 
@@ -190,6 +191,10 @@ class _Relay(Protocol):
         elif outcome != CLIENT_GONE and not request.finished and request.channel is not None:
             request.finish()
 
+    def usage(self) -> dict[str, Any] | None:
+        """The upstream's token usage for this answer, if it said."""
+        return None
+
     def finishClient(self, outcome: str, reason: Failure | None) -> bool:
         """
         Write whatever closes the client's stream properly for C{outcome}.
@@ -225,6 +230,10 @@ class PassThroughRelay(_Relay):
         self._maxLine = maxLine
         self._lineLength = 0
         self._tail = b"\n\n"
+        # The last two chunks, kept by reference (no copy): usage rides at
+        # the very end of both JSON bodies and streams.
+        self._prev = b""
+        self._last = b""
 
     def dataReceived(self, data: bytes) -> None:
         if self.outcome is not None:
@@ -240,7 +249,11 @@ class PassThroughRelay(_Relay):
                 self._end(BAD_STREAM, None)
                 return
             self._tail = data[-4:] if len(data) >= 4 else (self._tail + data)[-4:]
+        self._prev, self._last = self._last, data
         self.write(data)
+
+    def usage(self) -> dict[str, Any] | None:
+        return findUsage(self._prev + self._last)
 
     def heartbeat(self) -> None:
         if not self._sse:
@@ -352,6 +365,10 @@ class EventRelay(_Relay):
                 return
             self._deliver(events)
         super().connectionLost(reason)
+
+    def usage(self) -> dict[str, Any] | None:
+        usage = self.translator.usage
+        return usage if isinstance(usage, dict) else None
 
     def heartbeat(self) -> None:
         data = self.translator.keepalive()
