@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import treq
 from twisted.logger import Logger
 from twisted.web.server import Request
 
@@ -267,7 +268,7 @@ class Bridge:
 
         self.proxy.answered(ex)
         if response.code >= 400:
-            raw = await response.content()
+            raw = await treq.content(response)
             error = upstream_error(response.code, raw)
             retry = response.headers.getRawHeaders(b"retry-after")
             if retry:
@@ -292,7 +293,7 @@ class Bridge:
         ctype = response.headers.getRawHeaders(b"content-type", [b""])[0]
         if not ctype.startswith(b"text/event-stream"):
             # Answered with plain JSON despite stream: true.
-            raw = await response.content()
+            raw = await treq.content(response)
             try:
                 completion = orjson.loads(raw)
                 out = adapter.event(SSEEvent(orjson.dumps(completionAsChunk(completion)).decode()))

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+import treq
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -81,7 +82,7 @@ class HealthChecker:
         try:
             response = await self._upstreams[name].get("/models", timeout=self._timeout)
             # Read and drop the body so the connection goes back to the pool.
-            await response.content()
+            await treq.content(response)
             state.status = response.code
             state.reachable = response.code < 500
             state.error = None if state.reachable else f"HTTP {response.code}"

@@ -23,6 +23,7 @@ from twisted.logger import (
     Logger,
     formatEvent,
     formatEventAsClassicLogText,
+    formatTime,
 )
 
 access = Logger(namespace="codexgw.access")
@@ -44,8 +45,14 @@ def redact(text: str) -> str:
 
 
 def logAccess(**fields: Any) -> None:
-    """Emit the one access line of a request."""
-    access.info(ACCESS_FORMAT, **fields)
+    """
+    Emit the one access line of a request.
+
+    The line is formatted here, once, with plain str.format, and the event's
+    format string only names it: twisted.logger's own formatting per field
+    was most of a request's logging cost. The fields ride along for JSON.
+    """
+    access.info("{access_line}", access_line=ACCESS_FORMAT.format(**fields), **fields)
 
 
 def _jsonFormat(event: dict[str, Any]) -> str:
@@ -69,9 +76,31 @@ def _jsonFormat(event: dict[str, Any]) -> str:
     return orjson.dumps(out).decode() + "\n"
 
 
-def _textFormat(event: dict[str, Any]) -> str | None:
-    text = formatEventAsClassicLogText(event)
-    return None if text is None else redact(text)
+class _TextFormatter:
+    """
+    Twisted's classic text line, faster: the timestamp is formatted once a
+    second instead of once a line, and the line is redacted.
+    """
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._stamp = ""
+
+    def __call__(self, event: dict[str, Any]) -> str | None:
+        when = event.get("log_time")
+        if when is None:
+            return formatEventAsClassicLogText(event)
+        second = int(when)
+        if second != self._second:
+            self._second, self._stamp = second, formatTime(second)
+        text = formatEvent(event)
+        failure = event.get("log_failure")
+        if failure is not None:
+            text = f"{text}\n{failure.getTraceback()}"
+        level = getattr(event.get("log_level"), "name", "-")
+        namespace = event.get("log_system") or event.get("log_namespace", "-")
+        text = redact(text).replace("\n", "\n\t")
+        return f"{self._stamp} [{namespace}#{level}] {text}\n"
 
 
 def jsonObserver(stream: IO[str] | None = None) -> ILogObserver:
@@ -81,7 +110,7 @@ def jsonObserver(stream: IO[str] | None = None) -> ILogObserver:
 
 def textObserver(stream: IO[str] | None = None) -> ILogObserver:
     """Twisted's text format, with the redaction guard (also a C{--logger})."""
-    return FileLogObserver(stream or sys.stdout, _textFormat)
+    return FileLogObserver(stream or sys.stdout, _TextFormatter())
 
 
 __all__ = ["jsonObserver", "logAccess", "redact", "textObserver"]

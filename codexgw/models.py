@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import treq
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -48,7 +49,7 @@ class ModelCatalog:
             return cached[1]
         try:
             response = await upstream.get("/models", timeout=10.0)
-            body = await response.content()
+            body = await treq.content(response)
             if response.code != 200:
                 raise ValueError(f"HTTP {response.code}")
             data = orjson.loads(body).get("data")

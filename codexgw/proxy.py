@@ -9,7 +9,7 @@ the same steps serve pass-through and bridged routes alike.
 
 from __future__ import annotations
 
-import uuid
+import os
 from typing import Any
 
 import attrs
@@ -113,7 +113,7 @@ class Proxy:
         if given and len(given) <= 200:
             request_id, supplied = given.decode("latin-1"), True
         else:
-            request_id, supplied = "gw-" + uuid.uuid4().hex, False
+            request_id, supplied = "gw-" + os.urandom(12).hex(), False
         request.setHeader(b"server", _SERVER)
         request.setHeader(b"x-content-type-options", b"nosniff")
         request.setHeader(b"cache-control", b"no-store")

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
+import treq
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
@@ -109,7 +110,7 @@ async def withRetries(
             return response
         if response is not None:
             # Read and drop the body so the connection goes back to the pool.
-            await response.content()
+            await treq.content(response)
         if onRetry is not None:
             onRetry(reason, delay)
         await deferLater(clock, delay, lambda: None)

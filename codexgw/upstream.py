@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_upstream -*-
 """
-Talking to model servers: treq on one shared persistent connection pool, with
-connect and first-byte timeouts, and failures turned into typed gateway errors.
+Talking to model servers: one shared persistent connection pool, connect and
+first-byte timeouts, retries, and failures turned into typed gateway errors.
 
 Responses are returned unbuffered: the caller hands the body to a protocol
 with C{deliverBody} and it streams, whatever its size.
@@ -9,11 +9,9 @@ with C{deliverBody} and it streams, whatever its size.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import treq
-from treq.client import HTTPClient
-from treq.response import _Response
 from twisted.internet import error as ierror
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IConsumer, IReactorTime
@@ -25,7 +23,8 @@ from twisted.web.client import (
     ResponseNeverReceived,
     _HTTP11ClientFactory,
 )
-from twisted.web.iweb import IAgent, IBodyProducer
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgent, IBodyProducer, IResponse
 from zope.interface import implementer
 
 from codexgw._version import __version__
@@ -41,11 +40,9 @@ USER_AGENT = f"codexgw/{__version__}".encode()
 @implementer(IBodyProducer)
 class BytesProducer:
     """
-    A request body already in memory, written in one go.
-
-    treq's default wraps bytes in a C{FileBodyProducer}, which trickles them
-    through a cooperator a reactor turn later; a JSON body we hold whole
-    gains nothing from that and costs a timer per request.
+    A request body already in memory, written in one go (a
+    C{FileBodyProducer} would trickle it through a cooperator a reactor turn
+    later: a timer per request for nothing).
     """
 
     def __init__(self, body: bytes) -> None:
@@ -64,13 +61,6 @@ class BytesProducer:
 
     def stopProducing(self) -> None:
         pass
-
-
-def _bodyProducer(data: Any) -> IBodyProducer:
-    if isinstance(data, bytes):
-        return BytesProducer(data)
-    producer: IBodyProducer = IBodyProducer(data)
-    return producer
 
 
 class _QuietFactory(_HTTP11ClientFactory):
@@ -117,7 +107,13 @@ class Upstream:
         self._reactor = reactor
         if agent is None:
             agent = Agent(reactor, connectTimeout=config.timeouts.connect, pool=pool)
-        self._client = HTTPClient(agent, data_to_body_producer=_bodyProducer)
+        # The Agent itself, not treq's HTTPClient: treq wraps every request in
+        # a CookieAgent with one jar per client and a RedirectAgent. A relay
+        # shared by many users must neither replay one user's upstream cookies
+        # on another's request nor follow redirects on their behalf, and the
+        # jar's header parsing was a sixth of the per-request cost in bench/.
+        # Bodies are still read with treq.content / treq.collect.
+        self._agent = agent
         headers: dict[bytes, list[bytes]] = {b"user-agent": [USER_AGENT]}
         for key, value in config.headers.items():
             headers[key.lower().encode("latin-1")] = [value.encode("latin-1")]
@@ -144,7 +140,7 @@ class Upstream:
         body: bytes | None = None,
         headers: dict[bytes, list[bytes]] | None = None,
         timeout: float | None = -1.0,
-    ) -> Deferred[_Response]:
+    ) -> Deferred[IResponse]:
         """
         Send a request and fire with the response as soon as its headers
         arrive; the body is left for the caller to stream.
@@ -162,12 +158,11 @@ class Upstream:
             allHeaders.setdefault(b"content-type", [b"application/json"])
         if timeout == -1.0:
             timeout = self.config.timeouts.first_byte
-        d: Deferred[_Response] = self._client.request(
-            method.decode("ascii"),
-            self.base_url + path,
-            data=body,
-            headers=cast(Any, allHeaders),
-            unbuffered=True,
+        d: Deferred[IResponse] = self._agent.request(
+            method,
+            (self.base_url + path).encode("ascii"),
+            Headers(allHeaders),
+            BytesProducer(body) if body is not None else None,
         )
         timedOut: list[bool] = []
         if timeout:
@@ -212,21 +207,21 @@ class Upstream:
         body: bytes | None,
         headers: dict[bytes, list[bytes]] | None,
         onRetry: Any = None,
-    ) -> Deferred[_Response]:
+    ) -> Deferred[IResponse]:
         """
         L{request}, retried per the upstream's policy while nothing has been
         relayed; for requests a client is waiting on.
         """
         policy = self.policy
 
-        def attempt() -> Deferred[_Response]:
+        def attempt() -> Deferred[IResponse]:
             return self.request(method, path, body, headers)
 
         if policy.max_attempts <= 1:
             return attempt()
         return Deferred.fromCoroutine(withRetries(attempt, policy, self._reactor, onRetry))
 
-    def get(self, path: str, timeout: float | None = None) -> Deferred[_Response]:
+    def get(self, path: str, timeout: float | None = None) -> Deferred[IResponse]:
         return self.request(b"GET", path, timeout=timeout)
 
 
@@ -248,6 +243,6 @@ def describe(failure: Failure) -> str:
     return failure.type.__name__ if failure.type else "error"
 
 
-async def readBody(response: _Response) -> bytes:
+async def readBody(response: IResponse) -> bytes:
     """Read a whole (small, non-stream) body, e.g. for C{/models}."""
     return await treq.content(response)
