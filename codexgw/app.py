@@ -40,6 +40,18 @@ RESPONSES = "/v1/responses"
 log = Logger()
 
 
+def _affinity(body: dict[str, Any], request: Request) -> str | None:
+    """What keeps a conversation on one upstream of a pool: its cache key."""
+    key = body.get("prompt_cache_key")
+    if isinstance(key, str) and key:
+        return key
+    for name in (b"session-id", b"session_id", b"x-session-id"):
+        value = request.getHeader(name)
+        if value:
+            return value.decode("latin-1")
+    return None
+
+
 def _model(body: dict[str, Any]) -> str:
     model = body.get("model")
     if not isinstance(model, str) or not model:
@@ -55,8 +67,13 @@ class Call:
     body: dict[str, Any]
     raw: bytes
     model: str
-    upstream: Upstream
+    candidates: list[Upstream]
     upstreamModel: str
+
+    @property
+    def wire_api(self) -> str:
+        """What the route's upstreams speak (config keeps a route to one kind)."""
+        return self.candidates[0].config.wire_api
 
 
 class GatewayApp:
@@ -77,20 +94,20 @@ class GatewayApp:
         return await self._api(request, RESPONSES, self._responses)
 
     async def _chat(self, call: Call) -> None:
-        if call.upstream.config.wire_api != "chat":
+        if call.wire_api != "chat":
             raise InvalidRequest(
-                f"upstream {call.upstream.name!r} speaks the Responses API; Chat requests "
-                "to it are not supported yet",
+                f"the upstream of model {call.model!r} speaks the Responses API; Chat "
+                "requests to it are not supported yet",
                 param="model",
                 code="unsupported_upstream",
             )
         await self._relay(call, "/chat/completions")
 
     async def _responses(self, call: Call) -> None:
-        if call.upstream.config.wire_api == "responses":
+        if call.wire_api == "responses":
             await self._relay(call, "/responses")
         else:
-            await self.gateway.bridge.run(call.ex, call.body, call.upstream, call.upstreamModel)
+            await self.gateway.bridge.run(call)
 
     async def _relay(self, call: Call, path: str) -> None:
         """Pass the request through untouched but for the model's name."""
@@ -99,11 +116,11 @@ class GatewayApp:
         if call.upstreamModel != call.model:
             call.body["model"] = call.upstreamModel
             raw = self.gateway.dumps(call.body)
-        proxy.sending(ex)
-        response = await call.upstream.send(
-            b"POST", path, raw, proxy.upstreamHeaders(ex, ex.request), proxy.onRetry(ex)
+        headers = proxy.upstreamHeaders(ex, ex.request)
+        upstream, response = await self.gateway.firstAnswer(
+            call, lambda u: u.send(b"POST", path, raw, headers, proxy.onRetry(ex))
         )
-        await proxy.passThrough(ex, call.upstream, response, call.body.get("stream") is True)
+        await proxy.passThrough(ex, upstream, response, call.body.get("stream") is True)
 
     async def _api(
         self, request: Request, route: str, work: Callable[[Call], Awaitable[None]]
@@ -125,9 +142,10 @@ class GatewayApp:
             body, raw = proxy.readJSON(request)
             model = _model(body)
             self.gateway.auth.authorize(key, model)
-            upstream, upstreamModel = self.gateway.router.route(model)
-            ex.model, ex.upstream = model, upstream.name
-            await work(Call(ex, body, raw, model, upstream, upstreamModel))
+            candidates, upstreamModel = self.gateway.router.route(model)
+            order = candidates.order(_affinity(body, request))
+            ex.model, ex.upstream = model, order[0].name
+            await work(Call(ex, body, raw, model, order, upstreamModel))
             return None
         except GatewayError as e:
             return proxy.fail(ex, e)

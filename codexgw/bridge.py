@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 import treq
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.server import Request
 
@@ -206,23 +207,23 @@ class Bridge:
         alive with real events (the Codex CLI's idle timer ignores comments).
     """
 
-    def __init__(
-        self, proxy: Any, metrics: Any, dialectFor: Any, heartbeat: float, maxLine: int
-    ) -> None:
-        self.proxy = proxy
-        self.clock = proxy.clock
-        self.metrics = metrics
+    def __init__(self, gateway: Any, dialectFor: Any, heartbeat: float, maxLine: int) -> None:
+        self.gateway = gateway
+        self.proxy = gateway.proxy
+        self.clock = gateway.proxy.clock
+        self.metrics = gateway.metrics
         self.dialectFor = dialectFor
         self.heartbeat = heartbeat
         self.maxLine = maxLine
 
-    async def run(self, ex: Any, body: dict[str, Any], upstream: Any, upstreamModel: str) -> None:
-        from codexgw.relay import EventRelay
-        from codexgw.translate.chat_stream import ChatToResponses
+    def translate(self, call: Any, upstream: Any) -> Any:
+        """The Chat request for one candidate upstream, in its dialect."""
         from codexgw.translate.responses_to_chat import responses_to_chat
 
-        request = ex.request
-        chat = responses_to_chat(body, self.dialectFor(upstream), upstream_model=upstreamModel)
+        ex = call.ex
+        chat = responses_to_chat(
+            call.body, self.dialectFor(upstream), upstream_model=call.upstreamModel
+        )
         for tool in chat.dropped_tools:
             log.warn(
                 "dropped tool {tool} the upstream {upstream} cannot run request_id={request_id}",
@@ -239,6 +240,17 @@ class Bridge:
                 fields=", ".join(chat.dropped_fields),
                 request_id=ex.request_id,
             )
+        return chat
+
+    async def run(self, call: Any) -> None:
+        from codexgw.relay import EventRelay
+        from codexgw.translate.chat_stream import ChatToResponses
+
+        ex = call.ex
+        request = ex.request
+        # The translator follows the first candidate's request: candidates
+        # differ in dialect (what is sent), not in what their streams mean.
+        chat = self.translate(call, call.candidates[0])
         translator = ChatToResponses(chat, model=ex.model)
         stream = chat.client_stream
         adapter: Any = (
@@ -246,14 +258,19 @@ class Bridge:
         )
         headers = self.proxy.upstreamHeaders(ex, request)
         headers[b"accept"] = [b"text/event-stream"]
-        self.proxy.sending(ex)
-        pending = upstream.send(
-            b"POST", "/chat/completions", orjson.dumps(chat.body), headers, self.proxy.onRetry(ex)
-        )
+        onRetry = self.proxy.onRetry(ex)
+
+        def send(upstream: Any) -> Any:
+            body = chat if upstream is call.candidates[0] else self.translate(call, upstream)
+            return upstream.send(
+                b"POST", "/chat/completions", orjson.dumps(body.body), headers, onRetry
+            )
+
+        pending = Deferred.fromCoroutine(self.gateway.firstAnswer(call, send))
 
         early = _EarlyStart(self.clock, request, adapter, self.heartbeat) if stream else None
         try:
-            response = await pending
+            upstream, response = await pending
         except GatewayError as e:
             if early is None or not early.started:
                 raise

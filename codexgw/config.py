@@ -108,12 +108,16 @@ class UpstreamConfig:
 class ModelRoute:
     """
     A routing rule: requests for models matching C{match} (an exact name or a
-    shell glob) go to C{upstream}, renamed to C{model} when set.
+    shell glob) go to C{upstream} (or are balanced over C{pool}, with cache
+    affinity), renamed to C{model} when set; C{fallbacks} are tried in order
+    when those fail before the first byte.
     """
 
     match: str
     upstream: str
     model: str | None = None
+    pool: tuple[str, ...] = ()
+    fallbacks: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -149,6 +153,8 @@ class Config:
     max_sse_line_bytes: int = 4 * 1024 * 1024
     health_probe_interval: float = 5.0
     drain_timeout: float = 30.0
+    circuit_threshold: int = 5
+    circuit_cooldown: float = 30.0
     auth_enabled: bool = False
     auth_implicitly_off: bool = False
     keys: tuple[ApiKey, ...] = ()
@@ -310,6 +316,8 @@ _SERVER_KEYS = (
     "max_sse_line_bytes",
     "health_probe_interval",
     "drain_timeout",
+    "circuit_threshold",
+    "circuit_cooldown",
 )
 
 
@@ -397,19 +405,42 @@ def _routes(r: _Reader, data: Any, upstreams: Mapping[str, Any]) -> tuple[ModelR
         raw = r.mapping(path, item)
         if raw is None:
             continue
-        r.unknown(raw, path + ".", ("match", "upstream", "model"))
+        r.unknown(raw, path + ".", ("match", "upstream", "upstreams", "fallbacks", "model"))
         match = r.get(raw, "match", path + ".", r.string, "")
         upstream = r.get(raw, "upstream", path + ".", r.string, "")
+        pool = r.strings(f"{path}.upstreams", raw["upstreams"]) if raw.get("upstreams") else ()
+        fallbacks = r.strings(f"{path}.fallbacks", raw["fallbacks"]) if raw.get("fallbacks") else ()
         model = r.get(raw, "model", path + ".", r.string, "") or None
         if not match:
             r.problem(f"{path}.match", "required: a model name or glob such as 'gpt-4o*'")
-        if upstream not in upstreams:
+        if bool(upstream) == bool(pool):
+            r.problem(path, "expected exactly one of 'upstream' (one name) or 'upstreams' (a pool)")
+        names = [(f"{path}.upstream", upstream)] if upstream else []
+        names += [(f"{path}.upstreams", n) for n in pool]
+        names += [(f"{path}.fallbacks", n) for n in fallbacks]
+        for key, name in names:
+            if name not in upstreams:
+                r.problem(
+                    key,
+                    f"expected the name of an upstream ({', '.join(upstreams) or 'none defined'}), "
+                    f"got {name!r}",
+                )
+        kinds = {upstreams[n].wire_api for _, n in names if n in upstreams}
+        if len(kinds) > 1:
             r.problem(
-                f"{path}.upstream",
-                f"expected the name of an upstream ({', '.join(upstreams) or 'none defined'}), "
-                f"got {upstream!r}",
+                path,
+                "all upstreams of one route must speak the same wire_api "
+                f"(got {', '.join(sorted(kinds))})",
             )
-        routes.append(ModelRoute(match=match, upstream=upstream, model=model))
+        routes.append(
+            ModelRoute(
+                match=match,
+                upstream=upstream or (pool[0] if pool else ""),
+                model=model,
+                pool=pool or ((upstream,) if upstream else ()),
+                fallbacks=fallbacks,
+            )
+        )
     return tuple(routes)
 
 
@@ -615,6 +646,12 @@ def parse(data: Any, source: str, environ: Mapping[str, str] | None = None) -> C
             server, "health_probe_interval", "server.", r.number, defaults.health_probe_interval
         ),
         drain_timeout=r.get(server, "drain_timeout", "server.", r.number, defaults.drain_timeout),
+        circuit_threshold=r.get(
+            server, "circuit_threshold", "server.", r.integer, defaults.circuit_threshold
+        ),
+        circuit_cooldown=r.get(
+            server, "circuit_cooldown", "server.", r.number, defaults.circuit_cooldown
+        ),
         auth_enabled=enabled,
         auth_implicitly_off=implicit,
         keys=keys,

@@ -96,6 +96,24 @@ class GatewayMetrics:
             buckets=_BUCKETS,
             registry=r,
         )
+        self.circuit_state = Gauge(
+            "codexgw_circuit_state",
+            "Circuit breaker of each upstream: 0 closed, 1 open, 2 half-open (probing).",
+            ["upstream"],
+            registry=r,
+        )
+        self.circuit_transitions = Counter(
+            "codexgw_circuit_transitions_total",
+            "Circuit breaker state changes, by upstream and new state.",
+            ["upstream", "state"],
+            registry=r,
+        )
+        self.failovers = Counter(
+            "codexgw_failovers_total",
+            "Requests moved to the next upstream of their route, by the one that failed and why.",
+            ["upstream", "reason"],
+            registry=r,
+        )
         self._models: set[str] = set()
         self._requestChildren: dict[tuple[str, str, str, str], Counter] = {}
 

@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.test_routing -*-
 """
-Which upstream serves a model, and under what name.
+Which upstreams serve a model, and under what name.
 
 Exact names are a dict lookup; glob rules are tried in config order after
 that; anything else goes to the default upstream unchanged. Routing runs on
@@ -10,35 +10,38 @@ every request, so the common case costs one dict lookup.
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
-from typing import Generic, TypeVar
+from typing import Any
 
-from codexgw.config import Config
-
-U = TypeVar("U")
+from codexgw.config import Config, ModelRoute
+from codexgw.failover import Candidates
 
 _GLOB = frozenset("*?[")
 
 
-class Router(Generic[U]):
+class Router:
     """
     @param upstreams: the live upstream objects, by config name.
     """
 
-    def __init__(self, config: Config, upstreams: dict[str, U]) -> None:
+    def __init__(self, config: Config, upstreams: dict[str, Any]) -> None:
         self._upstreams = upstreams
-        self._default = upstreams[config.default_upstream]
-        self._exact: dict[str, tuple[U, str | None]] = {}
-        self._globs: list[tuple[str, U, str | None]] = []
+        self._default = Candidates([upstreams[config.default_upstream]], [])
+        self._exact: dict[str, tuple[Candidates, str | None]] = {}
+        self._globs: list[tuple[str, Candidates, str | None]] = []
         for rule in config.models:
-            target = upstreams[rule.upstream]
+            target = self._candidates(rule)
             if _GLOB.intersection(rule.match):
                 self._globs.append((rule.match, target, rule.model))
             else:
                 self._exact.setdefault(rule.match, (target, rule.model))
-        self._cache: dict[str, tuple[U, str]] = {}
+        self._cache: dict[str, tuple[Candidates, str]] = {}
 
-    def route(self, model: str) -> tuple[U, str]:
-        """Return the upstream for C{model} and the model name to send it."""
+    def _candidates(self, rule: ModelRoute) -> Candidates:
+        up = self._upstreams
+        return Candidates([up[n] for n in rule.pool], [up[n] for n in rule.fallbacks])
+
+    def route(self, model: str) -> tuple[Candidates, str]:
+        """The candidate upstreams for C{model} and the model name to send them."""
         hit = self._cache.get(model)
         if hit is not None:
             return hit
@@ -53,6 +56,6 @@ class Router(Generic[U]):
             self._cache[model] = result
         return result
 
-    def aliases(self) -> list[tuple[str, U]]:
+    def aliases(self) -> list[tuple[str, Any]]:
         """Model names that rules make up (not globs): listed by C{/v1/models}."""
-        return [(name, target) for name, (target, _) in self._exact.items()]
+        return [(name, target.pool[0]) for name, (target, _) in self._exact.items()]

@@ -26,6 +26,7 @@ from codexgw.bridge import Bridge
 from codexgw.config import Config
 from codexgw.cors import CORSResource
 from codexgw.demo import DemoServer
+from codexgw.failover import CircuitBreaker, firstAnswer
 from codexgw.health import HealthChecker
 from codexgw.metrics import GatewayMetrics
 from codexgw.models import ModelCatalog
@@ -75,7 +76,17 @@ class Gateway:
             if upstreamConfig.is_demo:
                 upstream.rebind(self._demoURL())
             self.upstreams[name] = upstream
-        self.router: Router[Upstream] = Router(config, self.upstreams)
+        self.router = Router(config, self.upstreams)
+        self.breakers = {
+            name: CircuitBreaker(
+                name,
+                reactor,
+                config.circuit_threshold,
+                config.circuit_cooldown,
+                self._circuitChanged(name),
+            )
+            for name in self.upstreams
+        }
         self.health = HealthChecker(reactor, self.upstreams, config.health_probe_interval)
         self.health.onChange = self._healthChanged
         self.catalog = ModelCatalog(
@@ -97,13 +108,7 @@ class Gateway:
             )
         elif not config.auth_enabled:
             log.warn("auth is switched off (auth.enabled: false): every request is served")
-        self.bridge = Bridge(
-            self.proxy,
-            self.metrics,
-            dialectFor,
-            config.heartbeat_interval,
-            config.max_sse_line_bytes,
-        )
+        self.bridge = Bridge(self, dialectFor, config.heartbeat_interval, config.max_sse_line_bytes)
         self.app = GatewayApp(self)
         resource: IResource = self.app.app.resource()
         if config.cors.allowed_origins:
@@ -126,6 +131,44 @@ class Gateway:
         port = self._demo.port
         log.info("serving the built-in offline demo model (codexgw-demo) on port {port}", port=port)
         return f"http://127.0.0.1:{port}/v1"
+
+    async def firstAnswer(self, call: Any, send: Any) -> tuple[Upstream, Any]:
+        """
+        The first answer among a call's candidate upstreams worth relaying
+        (see L{codexgw.failover.firstAnswer}), with latency and failover
+        accounting on the call's exchange.
+        """
+        ex = call.ex
+
+        def attempt(upstream: Upstream) -> Any:
+            ex.upstream = upstream.name
+            self.proxy.sending(ex)
+            return send(upstream)
+
+        def failedOver(upstream: Upstream, reason: str) -> None:
+            self.metrics.failovers.labels(upstream.name, reason).inc()
+            log.warn(
+                "upstream {upstream} failed ({reason}); trying the next for {model} "
+                "request_id={request_id}",
+                upstream=upstream.name,
+                reason=reason,
+                model=call.model,
+                request_id=ex.request_id,
+            )
+
+        upstream, response = await firstAnswer(call.candidates, self.breakers, attempt, failedOver)
+        ex.upstream = upstream.name
+        return upstream, response
+
+    def _circuitChanged(self, name: str) -> Any:
+        gauge = self.metrics.circuit_state.labels(name)
+        gauge.set(0)
+
+        def changed(old: str, new: str) -> None:
+            gauge.set(self.breakers[name].value)
+            self.metrics.circuit_transitions.labels(name, new).inc()
+
+        return changed
 
     def _healthChanged(self, name: str, state: Any) -> None:
         self.metrics.upstream_up.labels(name).set(1 if state.reachable else 0)
