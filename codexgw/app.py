@@ -118,7 +118,10 @@ class GatewayApp:
             raw = self.gateway.dumps(call.body)
         headers = proxy.upstreamHeaders(ex, ex.request)
         upstream, response = await self.gateway.firstAnswer(
-            call, lambda u: u.send(b"POST", path, raw, headers, proxy.onRetry(ex))
+            call,
+            lambda u: u.send(
+                b"POST", path, raw, headers, proxy.onRetry(ex), model=call.upstreamModel
+            ),
         )
         await proxy.passThrough(ex, upstream, response, call.body.get("stream") is True)
 

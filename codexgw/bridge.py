@@ -263,7 +263,12 @@ class Bridge:
         def send(upstream: Any) -> Any:
             body = chat if upstream is call.candidates[0] else self.translate(call, upstream)
             return upstream.send(
-                b"POST", "/chat/completions", orjson.dumps(body.body), headers, onRetry
+                b"POST",
+                "/chat/completions",
+                orjson.dumps(body.body),
+                headers,
+                onRetry,
+                model=call.upstreamModel,
             )
 
         pending = Deferred.fromCoroutine(self.gateway.firstAnswer(call, send))

@@ -22,6 +22,7 @@ import attrs
 import yaml
 
 from codexgw.auth import ApiKey, KeyLimits, digest
+from codexgw.profiles import ProfileError, buildProfiles
 
 DEFAULT_LISTEN = "tcp:8080:interface=127.0.0.1"
 DEMO_UPSTREAM = "demo"
@@ -159,6 +160,7 @@ class Config:
     auth_implicitly_off: bool = False
     keys: tuple[ApiKey, ...] = ()
     cors: CorsConfig = CorsConfig()
+    profiles: Mapping[str, Any] = attrs.field(factory=dict)
     source: str = "<defaults>"
 
     @property
@@ -298,7 +300,16 @@ def _kind(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
-_TOP_KEYS = ("listen", "upstreams", "default_upstream", "models", "server", "auth", "cors")
+_TOP_KEYS = (
+    "listen",
+    "upstreams",
+    "default_upstream",
+    "models",
+    "server",
+    "auth",
+    "cors",
+    "profiles",
+)
 _UPSTREAM_KEYS = (
     "base_url",
     "api_key",
@@ -622,6 +633,25 @@ def parse(data: Any, source: str, environ: Mapping[str, str] | None = None) -> C
             max_age=r.get(rawCors, "max_age", "cors.", r.integer, 600),
         )
 
+    rawProfiles = r.get(data, "profiles", "", r.mapping, _EMPTY)
+    profiles: dict[str, Any] = {}
+    try:
+        for pname, fields in rawProfiles.items():
+            if not isinstance(fields, dict):
+                raise ProfileError(f"profiles.{pname}: expected a mapping, got {_kind(fields)}")
+            profiles[str(pname)] = fields
+        known = buildProfiles(profiles)
+    except ProfileError as e:
+        r.problem(str(e).split(":", 1)[0], str(e).split(": ", 1)[1])
+        known = buildProfiles({})
+    for name, upstream in upstreams.items():
+        if upstream.provider not in known:
+            r.problem(
+                f"upstreams.{name}.provider",
+                f"no profile named {upstream.provider!r} (built in: {', '.join(sorted(known))}; "
+                "or define it under profiles:)",
+            )
+
     server = r.get(data, "server", "", r.mapping, _EMPTY)
     r.unknown(server, "server.", _SERVER_KEYS)
     defaults = Config(upstreams={}, default_upstream="")
@@ -656,6 +686,7 @@ def parse(data: Any, source: str, environ: Mapping[str, str] | None = None) -> C
         auth_implicitly_off=implicit,
         keys=keys,
         cors=cors,
+        profiles=profiles,
         source=source,
     )
     if config.heartbeat_interval == 0:

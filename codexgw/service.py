@@ -30,7 +30,7 @@ from codexgw.failover import CircuitBreaker, firstAnswer
 from codexgw.health import HealthChecker
 from codexgw.metrics import GatewayMetrics
 from codexgw.models import ModelCatalog
-from codexgw.profiles import dialectFor
+from codexgw.profiles import buildProfiles, dialectFor
 from codexgw.proxy import Proxy
 from codexgw.relay import SHUTDOWN
 from codexgw.routing import Router
@@ -71,8 +71,11 @@ class Gateway:
         self.pool = makePool(reactor)
         self._demo: DemoServer | None = None
         self.upstreams: dict[str, Upstream] = {}
+        profiles = buildProfiles(config.profiles)
         for name, upstreamConfig in config.upstreams.items():
-            upstream = Upstream(upstreamConfig, reactor, self.pool, agent)
+            upstream = Upstream(
+                upstreamConfig, reactor, self.pool, agent, profiles[upstreamConfig.provider]
+            )
             if upstreamConfig.is_demo:
                 upstream.rebind(self._demoURL())
             self.upstreams[name] = upstream

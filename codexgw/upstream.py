@@ -10,6 +10,7 @@ with C{deliverBody} and it streams, whatever its size.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import treq
 from twisted.internet import error as ierror
@@ -30,6 +31,7 @@ from zope.interface import implementer
 from codexgw._version import __version__
 from codexgw.config import UpstreamConfig
 from codexgw.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
+from codexgw.profiles import AZURE_LAYOUT, BUILTIN, ProviderProfile
 from codexgw.retry import RetryPolicy, withRetries
 
 log = Logger()
@@ -101,6 +103,7 @@ class Upstream:
         reactor: IReactorTime,
         pool: HTTPConnectionPool,
         agent: IAgent | None = None,
+        profile: ProviderProfile | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
@@ -114,12 +117,15 @@ class Upstream:
         # jar's header parsing was a sixth of the per-request cost in bench/.
         # Bodies are still read with treq.content / treq.collect.
         self._agent = agent
+        self.profile = profile or BUILTIN["openai"]
         headers: dict[bytes, list[bytes]] = {b"user-agent": [USER_AGENT]}
-        for key, value in config.headers.items():
+        for key, value in {**self.profile.headers, **config.headers}.items():
             headers[key.lower().encode("latin-1")] = [value.encode("latin-1")]
         if config.api_key:
-            headers[b"authorization"] = [b"Bearer " + config.api_key.encode("latin-1")]
+            auth = self.profile.auth_prefix + config.api_key
+            headers[self.profile.auth_header.lower().encode()] = [auth.encode("latin-1")]
         self._baseHeaders = headers
+        self._azure = self.profile.url_layout == AZURE_LAYOUT
         self.base_url = config.base_url
         r = config.retries
         self.policy = RetryPolicy(
@@ -130,7 +136,16 @@ class Upstream:
         """Point at another address (the demo model's port is known only once bound)."""
         self.base_url = base_url.rstrip("/")
 
-    def url(self, path: str) -> str:
+    def url(self, path: str, model: str | None = None) -> str:
+        """
+        Where C{path} lives: after the base URL, or for Azure's deployment
+        layout under C{/openai/deployments/{model}} with the C{api-version}.
+        """
+        if self._azure and model:
+            return (
+                f"{self.base_url}/openai/deployments/{quote(model, safe='')}{path}"
+                f"?api-version={self.profile.api_version}"
+            )
         return self.base_url + path
 
     def request(
@@ -140,6 +155,7 @@ class Upstream:
         body: bytes | None = None,
         headers: dict[bytes, list[bytes]] | None = None,
         timeout: float | None = -1.0,
+        model: str | None = None,
     ) -> Deferred[IResponse]:
         """
         Send a request and fire with the response as soon as its headers
@@ -160,7 +176,7 @@ class Upstream:
             timeout = self.config.timeouts.first_byte
         d: Deferred[IResponse] = self._agent.request(
             method,
-            (self.base_url + path).encode("ascii"),
+            self.url(path, model).encode("ascii"),
             Headers(allHeaders),
             BytesProducer(body) if body is not None else None,
         )
@@ -207,6 +223,7 @@ class Upstream:
         body: bytes | None,
         headers: dict[bytes, list[bytes]] | None,
         onRetry: Any = None,
+        model: str | None = None,
     ) -> Deferred[IResponse]:
         """
         L{request}, retried per the upstream's policy while nothing has been
@@ -215,7 +232,7 @@ class Upstream:
         policy = self.policy
 
         def attempt() -> Deferred[IResponse]:
-            return self.request(method, path, body, headers)
+            return self.request(method, path, body, headers, model=model)
 
         if policy.max_attempts <= 1:
             return attempt()
