@@ -19,6 +19,7 @@ from werkzeug.exceptions import MethodNotAllowed as WZMethodNotAllowed
 from werkzeug.exceptions import NotFound as WZNotFound
 
 from codexgw._version import __version__
+from codexgw.codex import catalog
 from codexgw.errors import (
     GatewayError,
     InvalidRequest,
@@ -168,6 +169,10 @@ class GatewayApp:
         try:
             key = self.gateway.auth.authenticate(request)
             ex.key = key.name
+            if request.args.get(b"format") == [b"codex"]:
+                codex = catalog(self.gateway.config)
+                codex["models"] = [m for m in codex["models"] if key.allows(m["slug"])]
+                return self.proxy.json(ex, codex)
             listing = await self.gateway.catalog.list()
             listing["data"] = [m for m in listing["data"] if key.allows(m["id"])]
             return self.proxy.json(ex, listing)

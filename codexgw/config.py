@@ -119,6 +119,29 @@ class ModelRoute:
     model: str | None = None
     pool: tuple[str, ...] = ()
     fallbacks: tuple[str, ...] = ()
+    codex: CodexModel | None = None
+
+
+@attrs.frozen
+class CodexModel:
+    """
+    What the Codex CLI needs to know of a bridged model (its catalog entry):
+    without it Codex warns "Model metadata ... not found" and withholds the
+    apply_patch tool, reasoning effort and image input.
+
+    @ivar apply_patch: C{freeform} (a custom tool), C{function} or C{none}.
+    @ivar reasoning_levels: efforts offered; empty for a model that does
+        not reason.
+    """
+
+    context_window: int = 128000
+    display_name: str | None = None
+    apply_patch: str = "freeform"
+    reasoning_levels: tuple[str, ...] = ("low", "medium", "high")
+    default_reasoning_level: str | None = "medium"
+    images: bool = False
+    parallel_tool_calls: bool = True
+    base_instructions_file: str | None = None
 
 
 @attrs.frozen
@@ -416,7 +439,10 @@ def _routes(r: _Reader, data: Any, upstreams: Mapping[str, Any]) -> tuple[ModelR
         raw = r.mapping(path, item)
         if raw is None:
             continue
-        r.unknown(raw, path + ".", ("match", "upstream", "upstreams", "fallbacks", "model"))
+        r.unknown(
+            raw, path + ".", ("match", "upstream", "upstreams", "fallbacks", "model", "codex")
+        )
+        codex = _codexModel(r, f"{path}.codex", raw["codex"]) if raw.get("codex") else None
         match = r.get(raw, "match", path + ".", r.string, "")
         upstream = r.get(raw, "upstream", path + ".", r.string, "")
         pool = r.strings(f"{path}.upstreams", raw["upstreams"]) if raw.get("upstreams") else ()
@@ -450,9 +476,46 @@ def _routes(r: _Reader, data: Any, upstreams: Mapping[str, Any]) -> tuple[ModelR
                 model=model,
                 pool=pool or ((upstream,) if upstream else ()),
                 fallbacks=fallbacks,
+                codex=codex,
             )
         )
     return tuple(routes)
+
+
+def _codexModel(r: _Reader, path: str, data: Any) -> CodexModel | None:
+    raw = r.mapping(path, data)
+    if raw is None:
+        return None
+    fields = tuple(attrs.fields_dict(CodexModel))
+    r.unknown(raw, path + ".", fields)
+    d = CodexModel()
+    applyPatch = r.get(raw, "apply_patch", path + ".", r.string, d.apply_patch)
+    if applyPatch not in ("freeform", "function", "none"):
+        r.problem(f"{path}.apply_patch", f"expected freeform, function or none, got {applyPatch!r}")
+    levels = (
+        r.strings(f"{path}.reasoning_levels", raw["reasoning_levels"])
+        if raw.get("reasoning_levels") is not None
+        else d.reasoning_levels
+    )
+    for i, level in enumerate(levels):
+        if level not in ("minimal", "low", "medium", "high", "xhigh"):
+            r.problem(f"{path}.reasoning_levels[{i}]", f"expected minimal..xhigh, got {level!r}")
+    return CodexModel(
+        context_window=r.get(raw, "context_window", path + ".", r.integer, d.context_window),
+        display_name=r.get(raw, "display_name", path + ".", r.string, "") or None,
+        apply_patch=applyPatch,
+        reasoning_levels=levels,
+        default_reasoning_level=r.get(
+            raw, "default_reasoning_level", path + ".", r.string, "medium" if levels else ""
+        )
+        or None,
+        images=r.get(raw, "images", path + ".", r.boolean, d.images),
+        parallel_tool_calls=r.get(
+            raw, "parallel_tool_calls", path + ".", r.boolean, d.parallel_tool_calls
+        ),
+        base_instructions_file=r.get(raw, "base_instructions_file", path + ".", r.string, "")
+        or None,
+    )
 
 
 def isLoopback(listen: str) -> bool:

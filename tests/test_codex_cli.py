@@ -8,6 +8,7 @@ separate process speaking real HTTP, which is the point.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -59,7 +60,13 @@ class _Collect(ProcessProtocol):
 
 
 async def runCodex(
-    test: TestCase, base: str, prompt: str, providerExtra: str = "", timeout: float = 120
+    test: TestCase,
+    base: str,
+    prompt: str,
+    providerExtra: str = "",
+    timeout: float = 120,
+    extraArgs: list[str] | None = None,
+    keepWork: list[str] | None = None,
 ) -> tuple[int, str, str, str]:
     """Run `codex exec` in a throwaway directory; return (code, last message, stdout, stderr)."""
     home = os.path.abspath(test.mktemp())
@@ -95,6 +102,7 @@ async def runCodex(
             "never",
             "-o",
             last,
+            *(extraArgs or []),
             prompt,
         ],
         env=env,
@@ -106,7 +114,10 @@ async def runCodex(
     if killer.active():
         killer.cancel()
     message = open(last).read() if os.path.exists(last) else ""
-    shutil.rmtree(home, ignore_errors=True)
+    if keepWork is not None:
+        keepWork.append(work)
+    else:
+        shutil.rmtree(home, ignore_errors=True)
     return code, message, proto.out.decode(errors="replace"), proto.err.decode(errors="replace")
 
 
@@ -202,3 +213,75 @@ class CodexExecTests(TestCase):
         self.assertIn("still here", message)
         chats = [r for r in live.upstream.received if r.path == b"/v1/chat/completions"]
         self.assertEqual(len(chats), 1, "the turn must not have been retried")
+
+
+class CodexCatalogTests(TestCase):
+    timeout = 240
+
+    async def test_catalog_gives_codex_apply_patch_and_a_scripted_patch_edits_a_file(self) -> None:
+        live = LiveGateway(self)
+        # A route with Codex metadata: the catalog the gateway renders is
+        # what Codex is handed.
+        from codexgw.config import parse
+        from codexgw.service import Gateway
+        from tests.test_integration import httpClient, serve
+
+        config = parse(
+            {
+                "upstreams": {
+                    "main": {
+                        "base_url": live.gateway.config.upstreams["main"].base_url,
+                        "retries": {"max_attempts": 1},
+                    }
+                },
+                "models": [
+                    {
+                        "match": "m1",
+                        "upstream": "main",
+                        "codex": {"context_window": 64000, "apply_patch": "freeform"},
+                    }
+                ],
+            },
+            "t.yaml",
+            {},
+        )
+        gateway = Gateway(config)
+        self.addCleanup(gateway.close)
+        port = serve(self, gateway.resource)
+        base = f"http://127.0.0.1:{port.getHost().port}/v1"
+        http = httpClient(self)
+        rendered = await (await http.get(base + "/models?format=codex")).json()
+        self.assertEqual([m["slug"] for m in rendered["models"]], ["m1"])
+        catalogPath = os.path.abspath(self.mktemp())
+        with open(catalogPath, "w") as f:
+            json.dump(rendered, f)
+
+        patch = (
+            "*** Begin Patch\n*** Add File: hello.txt\n+patched through codexgw\n*** End Patch\n"
+        )
+        live.upstream.script += [
+            sse(
+                toolCallStream("call_patch", "apply_patch", orjson.dumps({"input": patch}).decode())
+            ),
+            sse(textStream(["Patched."])),
+        ]
+        work: list[str] = []
+        code, message, out, err = await runCodex(
+            self,
+            base,
+            "add hello.txt",
+            extraArgs=["-c", f"model_catalog_json={catalogPath}"],
+            keepWork=work,
+        )
+        self.assertEqual(code, 0, f"codex failed:\nstdout:{out[-2000:]}\nstderr:{err[-3000:]}")
+        self.assertNotIn("Model metadata for `m1` not found", out + err)
+        first = live.upstream.received[0].body
+        names = [t["function"]["name"] for t in first["tools"]]
+        self.assertIn("apply_patch", names)
+        tool = next(t for t in first["tools"] if t["function"]["name"] == "apply_patch")
+        self.assertEqual(list(tool["function"]["parameters"]["properties"]), ["input"])
+        with open(os.path.join(work[0], "hello.txt")) as f:
+            self.assertEqual(f.read(), "patched through codexgw\n")
+        second = live.upstream.received[1].body
+        self.assertEqual([m["role"] for m in second["messages"]][-2:], ["assistant", "tool"])
+        self.assertIn("Patched.", message)

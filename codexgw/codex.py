@@ -1,0 +1,123 @@
+# -*- test-case-name: tests.test_codex_catalog -*-
+"""
+The Codex CLI's model catalog for the models this gateway routes.
+
+Codex reads model metadata from a catalog file (C{-c model_catalog_json=}),
+not from C{GET /models}; for a model outside its own catalog it falls back to
+defaults without C{apply_patch}, reasoning effort or images. This renders the
+C{{"models": [...]}} shape it loads, one entry per route that carries
+C{codex:} metadata, served at C{GET /v1/models?format=codex}.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from codexgw.config import CodexModel, Config
+
+_DESCRIPTIONS = {
+    "minimal": "Fastest responses with the least reasoning",
+    "low": "Fast responses with lighter reasoning",
+    "medium": "Balances speed and reasoning depth for everyday tasks",
+    "high": "Greater reasoning depth for complex problems",
+    "xhigh": "Extra high reasoning depth for complex problems",
+}
+
+
+_DEFAULT_INSTRUCTIONS = os.path.join(os.path.dirname(__file__), "codex_instructions.md")
+
+
+def instructions(meta: CodexModel) -> str:
+    """
+    The base instructions Codex sends as its system prompt for this model: a
+    catalog entry must carry them (Codex refuses one without). Ours are a
+    short coding-agent prompt; C{base_instructions_file} replaces them.
+    """
+    with open(meta.base_instructions_file or _DEFAULT_INSTRUCTIONS, encoding="utf-8") as f:
+        return f.read()
+
+
+def entry(slug: str, meta: CodexModel) -> dict[str, Any]:
+    """One catalog entry, in the shape Codex 0.169 parses."""
+    return {
+        "slug": slug,
+        "display_name": meta.display_name or slug,
+        "description": f"{slug} through codexgw",
+        "default_reasoning_level": meta.default_reasoning_level if meta.reasoning_levels else None,
+        "supported_reasoning_levels": [
+            {"effort": level, "description": _DESCRIPTIONS[level]}
+            for level in meta.reasoning_levels
+        ],
+        "shell_type": "shell_command",
+        "visibility": "list",
+        "supported_in_api": True,
+        "priority": 50,
+        "availability_nux": None,
+        "upgrade": None,
+        "base_instructions": instructions(meta),
+        "model_messages": None,
+        "supports_reasoning_summaries": bool(meta.reasoning_levels),
+        "supports_reasoning_summary_parameter": bool(meta.reasoning_levels),
+        "default_reasoning_summary": "none",
+        "support_verbosity": False,
+        "default_verbosity": None,
+        "apply_patch_tool_type": None if meta.apply_patch == "none" else meta.apply_patch,
+        "web_search_tool_type": "text",
+        "truncation_policy": {"mode": "tokens", "limit": 10000},
+        "supports_parallel_tool_calls": meta.parallel_tool_calls,
+        "supports_image_detail_original": False,
+        "context_window": meta.context_window,
+        "max_context_window": meta.context_window,
+        "auto_compact_token_limit": None,
+        "experimental_supported_tools": [],
+        "input_modalities": ["text", "image"] if meta.images else ["text"],
+        "prefer_websockets": False,
+        "use_responses_lite": False,
+        "supports_reasoning_effort_updates": False,
+        "supports_search_tool": False,
+    }
+
+
+def catalog(config: Config) -> dict[str, Any]:
+    """The catalog of every exactly-named route with C{codex:} metadata."""
+    models = [
+        entry(rule.match, rule.codex)
+        for rule in config.models
+        if rule.codex is not None and not set("*?[").intersection(rule.match)
+    ]
+    return {"models": models}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """
+    C{python -m codexgw.codex [--config FILE] [--output PATH]}: write the
+    catalog file a Codex CLI is pointed at with C{-c model_catalog_json=PATH}.
+    """
+    import argparse
+    import sys
+
+    import orjson
+
+    from codexgw.config import ConfigError, load
+
+    parser = argparse.ArgumentParser(prog="python -m codexgw.codex", description=main.__doc__)
+    parser.add_argument("--config", help="the gateway's YAML config (default: $CODEXGW_CONFIG)")
+    parser.add_argument("--output", "-o", help="file to write (default: standard output)")
+    args = parser.parse_args(argv)
+    try:
+        config = load(args.config)
+    except ConfigError as e:
+        sys.stderr.write(f"{e}\n")
+        return 2
+    data = orjson.dumps(catalog(config), option=orjson.OPT_INDENT_2) + b"\n"
+    if args.output:
+        with open(args.output, "wb") as f:
+            f.write(data)
+    else:
+        sys.stdout.buffer.write(data)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
