@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import attrs
 from klein import Klein
@@ -160,6 +161,53 @@ class GatewayApp:
             return None
         except Exception:
             return self._internal(ex)
+        finally:
+            proxy.finish(ex)
+
+    @app.route("/v1/responses/<string:rid>", methods=["GET", "DELETE"])
+    async def response_object(self, request: Request, rid: str) -> bytes | None:
+        return await self._stored(request, rid, "")
+
+    @app.route("/v1/responses/<string:rid>/input_items", methods=["GET"])
+    async def response_input_items(self, request: Request, rid: str) -> bytes | None:
+        return await self._stored(request, rid, "/input_items")
+
+    async def _stored(self, request: Request, rid: str, suffix: str) -> bytes | None:
+        """
+        Stored responses live with a Responses upstream: relay the call there
+        untouched (the default upstream if it speaks Responses, else the
+        first that does). Bridged responses are not stored (yet): 404.
+        """
+        proxy = self.proxy
+        route = "/v1/responses/{id}" + suffix
+        ex = proxy.begin(request, route)
+        try:
+            key = self.gateway.auth.authenticate(request)
+            ex.key = key.name
+            upstream = self.gateway.responsesUpstream()
+            if upstream is None:
+                raise NotFound(
+                    f"no response with id {rid!r}: no upstream here stores responses",
+                    param="response_id",
+                )
+            ex.upstream = upstream.name
+            path = f"/responses/{quote(rid, safe='')}{suffix}"
+            query = request.uri.partition(b"?")[2]
+            if query:
+                path += "?" + query.decode("ascii", "replace")
+            proxy.sending(ex)
+            response = await upstream.send(
+                request.method, path, None, proxy.upstreamHeaders(ex, request), proxy.onRetry(ex)
+            )
+            await proxy.passThrough(ex, upstream, response, False)
+            return None
+        except GatewayError as e:
+            return proxy.fail(ex, e)
+        except CancelledError:
+            ex.outcome = CLIENT_GONE
+            if ex.relay is not None:
+                ex.relay.end(CLIENT_GONE)
+            return None
         finally:
             proxy.finish(ex)
 

@@ -135,6 +135,17 @@ class Gateway:
         log.info("serving the built-in offline demo model (codexgw-demo) on port {port}", port=port)
         return f"http://127.0.0.1:{port}/v1"
 
+    def responsesUpstream(self) -> Upstream | None:
+        """Where stored responses live: the default upstream if it speaks
+        Responses, else the first that does."""
+        default = self.upstreams[self.config.default_upstream]
+        if default.config.wire_api == "responses":
+            return default
+        for upstream in self.upstreams.values():
+            if upstream.config.wire_api == "responses":
+                return upstream
+        return None
+
     async def firstAnswer(self, call: Any, send: Any) -> tuple[Upstream, Any]:
         """
         The first answer among a call's candidate upstreams worth relaying
