@@ -159,3 +159,13 @@ class WireTests(SynchronousTestCase):
         ]:
             self.assertIn(name, BUILTIN)
         self.assertIn("kimi", buildProfiles({}))
+
+
+class DocsTests(SynchronousTestCase):
+    def test_docs_list_every_shipped_profile(self) -> None:
+        with open(
+            os.path.join(os.path.dirname(os.path.dirname(__file__)), "docs", "providers.md")
+        ) as f:
+            text = f.read()
+        for name in BUILTIN:
+            self.assertIn(f"| `{name}`", text)
