@@ -131,26 +131,38 @@ class GatewayApp:
         self, request: Request, route: str, work: Callable[[Call], Awaitable[None]]
     ) -> bytes | None:
         """
-        What every model route shares: accounting, shutdown, auth, the JSON
-        body, routing by model, and turning every failure into OpenAI's
-        error shape (or, once the client has gone, into nothing).
+        What every model route shares: shutdown, auth, the JSON body and
+        routing by model, then C{work}.
         """
-        proxy = self.proxy
-        ex = proxy.begin(request, route)
-        try:
+
+        async def model(ex: Exchange) -> None:
             if self.gateway.draining:
                 raise ShuttingDown(
                     "the gateway is shutting down; retry", headers={b"retry-after": b"1"}
                 )
             key = self.gateway.auth.authenticate(request)
             ex.key = key.name
-            body, raw = proxy.readJSON(request)
-            model = _model(body)
-            self.gateway.auth.authorize(key, model)
-            candidates, upstreamModel = self.gateway.router.route(model)
+            body, raw = self.proxy.readJSON(request)
+            name = _model(body)
+            self.gateway.auth.authorize(key, name)
+            candidates, upstreamModel = self.gateway.router.route(name)
             order = candidates.order(_affinity(body, request))
-            ex.model, ex.upstream = model, order[0].name
-            await work(Call(ex, body, raw, model, order, upstreamModel))
+            ex.model, ex.upstream = name, order[0].name
+            await work(Call(ex, body, raw, name, order, upstreamModel))
+
+        return await self._serve(request, route, model)
+
+    async def _serve(
+        self, request: Request, route: str, work: Callable[[Exchange], Awaitable[None]]
+    ) -> bytes | None:
+        """
+        Accounting for one request, and every failure turned into OpenAI's
+        error shape (or, once the client has gone, into nothing).
+        """
+        proxy = self.proxy
+        ex = proxy.begin(request, route)
+        try:
+            await work(ex)
             return None
         except GatewayError as e:
             return proxy.fail(ex, e)
@@ -179,9 +191,8 @@ class GatewayApp:
         first that does). Bridged responses are not stored (yet): 404.
         """
         proxy = self.proxy
-        route = "/v1/responses/{id}" + suffix
-        ex = proxy.begin(request, route)
-        try:
+
+        async def relay(ex: Exchange) -> None:
             key = self.gateway.auth.authenticate(request)
             ex.key = key.name
             upstream = self.gateway.responsesUpstream()
@@ -200,16 +211,8 @@ class GatewayApp:
                 request.method, path, None, proxy.upstreamHeaders(ex, request), proxy.onRetry(ex)
             )
             await proxy.passThrough(ex, upstream, response, False)
-            return None
-        except GatewayError as e:
-            return proxy.fail(ex, e)
-        except CancelledError:
-            ex.outcome = CLIENT_GONE
-            if ex.relay is not None:
-                ex.relay.end(CLIENT_GONE)
-            return None
-        finally:
-            proxy.finish(ex)
+
+        return await self._serve(request, "/v1/responses/{id}" + suffix, relay)
 
     @app.route("/v1/models", methods=["GET"])
     async def models(self, request: Request) -> bytes:

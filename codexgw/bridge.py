@@ -72,11 +72,10 @@ def _parse(event: SSEEvent) -> dict[str, Any] | None:
     return chunk
 
 
-class StreamingAdapter:
-    """Turns upstream Chat events into Responses SSE bytes as they come."""
+class _Adapter:
+    """What both adapters expose to L{codexgw.relay.EventRelay}."""
 
-    def __init__(self, translator: Any) -> None:
-        self.t = translator
+    t: Any
 
     @property
     def done(self) -> bool:
@@ -85,6 +84,13 @@ class StreamingAdapter:
     @property
     def usage(self) -> Any:
         return self.t.response.get("usage")
+
+
+class StreamingAdapter(_Adapter):
+    """Turns upstream Chat events into Responses SSE bytes as they come."""
+
+    def __init__(self, translator: Any) -> None:
+        self.t = translator
 
     def start(self) -> bytes:
         return encode(self.t.start())
@@ -109,7 +115,7 @@ class StreamingAdapter:
         return encode(self.t.fail(error.code or "upstream_error", error.message))
 
 
-class BufferingAdapter:
+class BufferingAdapter(_Adapter):
     """
     For a client that did not ask to stream: the same translation, but only
     the final response object is written, as JSON, when the upstream ends.
@@ -118,14 +124,6 @@ class BufferingAdapter:
     def __init__(self, translator: Any, request: Request) -> None:
         self.t = translator
         self.request = request
-
-    @property
-    def done(self) -> bool:
-        return bool(self.t.done)
-
-    @property
-    def usage(self) -> Any:
-        return self.t.response.get("usage")
 
     def start(self) -> bytes:
         self.t.start()
