@@ -20,13 +20,16 @@ from werkzeug.exceptions import MethodNotAllowed as WZMethodNotAllowed
 from werkzeug.exceptions import NotFound as WZNotFound
 
 from codexgw._version import __version__
+from codexgw.auth import ApiKey
 from codexgw.codex import catalog
 from codexgw.errors import (
     GatewayError,
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
+    RateLimited,
     ShuttingDown,
+    UpstreamUnavailable,
 )
 from codexgw.metrics import CONTENT_TYPE
 from codexgw.proxy import Exchange
@@ -145,12 +148,37 @@ class GatewayApp:
             body, raw = self.proxy.readJSON(request)
             name = _model(body)
             self.gateway.auth.authorize(key, name)
+            await self._limit(ex, key)
             candidates, upstreamModel = self.gateway.router.route(name)
             order = candidates.order(_affinity(body, request))
             ex.model, ex.upstream = name, order[0].name
             await work(Call(ex, body, raw, name, order, upstreamModel))
 
         return await self._serve(request, route, model)
+
+    async def _limit(self, ex: Exchange, key: ApiKey) -> None:
+        """Count the request against its key's limits; 429 (or 503) past them."""
+        limits = self.gateway.limitsFor(key)
+        if limits.unlimited:
+            return
+        ex.limits = limits
+        decision = await self.gateway.limiter.check(key.name, limits)
+        if decision.allowed:
+            for name, value in decision.headers.items():
+                ex.request.setHeader(name, value)
+            return
+        if decision.unavailable:
+            raise UpstreamUnavailable(
+                "rate limits cannot be checked right now; retry",
+                status=503,
+                code="rate_limiter_unavailable",
+                headers=decision.headers,
+            )
+        self.gateway.metrics.rate_limited.labels(key.name).inc()
+        raise RateLimited(
+            f"rate limit reached for key {key.name!r}; try again in {decision.retry_after} s",
+            headers=decision.headers,
+        )
 
     async def _serve(
         self, request: Request, route: str, work: Callable[[Exchange], Awaitable[None]]

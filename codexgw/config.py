@@ -145,6 +145,28 @@ class CodexModel:
 
 
 @attrs.frozen
+class RateLimitConfig:
+    """
+    @ivar backend: C{memory} (one process) or C{redis} (shared by replicas).
+    @ivar failure_policy: with Redis away, C{open} serves, C{closed} refuses.
+    @ivar requests_per_minute: default per key (a key's own limits win).
+    """
+
+    backend: str = "memory"
+    failure_policy: str = "open"
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+
+
+@attrs.frozen
+class RedisConfig:
+    """One Redis for everything shared across replicas (limits, later state)."""
+
+    url: str = attrs.field(default="redis://127.0.0.1:6379/0", repr=False)
+    timeout: float = 1.0
+
+
+@attrs.frozen
 class CorsConfig:
     """
     @ivar allowed_origins: exact origins (C{https://app.example}) or C{*}.
@@ -184,6 +206,8 @@ class Config:
     keys: tuple[ApiKey, ...] = ()
     cors: CorsConfig = CorsConfig()
     profiles: Mapping[str, Any] = attrs.field(factory=dict)
+    rate_limits: RateLimitConfig = RateLimitConfig()
+    redis: RedisConfig | None = None
     source: str = "<defaults>"
 
     @property
@@ -332,6 +356,8 @@ _TOP_KEYS = (
     "auth",
     "cors",
     "profiles",
+    "rate_limits",
+    "redis",
 )
 _UPSTREAM_KEYS = (
     "base_url",
@@ -715,6 +741,37 @@ def parse(data: Any, source: str, environ: Mapping[str, str] | None = None) -> C
                 "or define it under profiles:)",
             )
 
+    limits = RateLimitConfig()
+    rawLimits = r.get(data, "rate_limits", "", r.mapping, _EMPTY)
+    if rawLimits:
+        r.unknown(rawLimits, "rate_limits.", tuple(attrs.fields_dict(RateLimitConfig)))
+        backend = r.get(rawLimits, "backend", "rate_limits.", r.string, "memory")
+        policy = r.get(rawLimits, "failure_policy", "rate_limits.", r.string, "open")
+        if backend not in ("memory", "redis"):
+            r.problem("rate_limits.backend", f"expected memory or redis, got {backend!r}")
+        if policy not in ("open", "closed"):
+            r.problem("rate_limits.failure_policy", f"expected open or closed, got {policy!r}")
+        limits = RateLimitConfig(
+            backend=backend,
+            failure_policy=policy,
+            requests_per_minute=r.get(
+                rawLimits, "requests_per_minute", "rate_limits.", r.integer, 0
+            )
+            or None,
+            tokens_per_minute=r.get(rawLimits, "tokens_per_minute", "rate_limits.", r.integer, 0)
+            or None,
+        )
+    redis = None
+    rawRedis = r.get(data, "redis", "", r.mapping, _EMPTY)
+    if rawRedis:
+        r.unknown(rawRedis, "redis.", ("url", "timeout"))
+        url = r.get(rawRedis, "url", "redis.", r.string, RedisConfig().url)
+        if not url.startswith("redis://"):
+            r.problem("redis.url", "expected redis://[:password@]host[:port][/db]")
+        redis = RedisConfig(url=url, timeout=r.get(rawRedis, "timeout", "redis.", r.number, 1.0))
+    if limits.backend == "redis" and redis is None:
+        r.problem("rate_limits.backend", "redis needs a redis: block with its url")
+
     server = r.get(data, "server", "", r.mapping, _EMPTY)
     r.unknown(server, "server.", _SERVER_KEYS)
     defaults = Config(upstreams={}, default_upstream="")
@@ -750,6 +807,8 @@ def parse(data: Any, source: str, environ: Mapping[str, str] | None = None) -> C
         keys=keys,
         cors=cors,
         profiles=profiles,
+        rate_limits=limits,
+        redis=redis,
         source=source,
     )
     if config.heartbeat_interval == 0:

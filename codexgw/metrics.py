@@ -114,6 +114,22 @@ class GatewayMetrics:
             ["upstream", "reason"],
             registry=r,
         )
+        self.rate_limited = Counter(
+            "codexgw_rate_limited_total",
+            "Requests refused by a key's rate limit, by key name.",
+            ["key"],
+            registry=r,
+        )
+        self.ratelimit_backend_errors = Counter(
+            "codexgw_ratelimit_backend_errors_total",
+            "Rate-limit checks that could not reach the shared backend (Redis).",
+            registry=r,
+        )
+        self.ratelimit_backend_up = Gauge(
+            "codexgw_ratelimit_backend_up",
+            "1 while the shared rate-limit backend answers, 0 while it does not.",
+            registry=r,
+        )
         self._models: set[str] = set()
         self._requestChildren: dict[tuple[str, str, str, str], Counter] = {}
 

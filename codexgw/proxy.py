@@ -77,6 +77,7 @@ class Exchange:
     finished: bool = False
     relay: _Relay | None = None
     usage: dict[str, Any] | None = None
+    limits: Any = None
     sentAt: float | None = None
 
 

@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from twisted.web.resource import IResource
 
 from codexgw.app import GatewayApp
-from codexgw.auth import Authenticator
+from codexgw.auth import ApiKey, Authenticator
 from codexgw.bridge import Bridge
 from codexgw.config import Config
 from codexgw.cors import CORSResource
@@ -32,6 +32,8 @@ from codexgw.metrics import GatewayMetrics
 from codexgw.models import ModelCatalog
 from codexgw.profiles import buildProfiles, dialectFor
 from codexgw.proxy import Proxy
+from codexgw.ratelimit import IRateLimiter, Limits, MemoryRateLimiter, RedisRateLimiter
+from codexgw.redisclient import RedisClient
 from codexgw.relay import SHUTDOWN
 from codexgw.routing import Router
 from codexgw.upstream import Upstream, makePool
@@ -103,6 +105,18 @@ class Gateway:
             maxLine=config.max_sse_line_bytes,
         )
         self.auth = Authenticator(config.keys, config.auth_enabled)
+        self.redis = (
+            RedisClient(reactor, config.redis.url, config.redis.timeout) if config.redis else None
+        )
+        self.limiter: IRateLimiter
+        if config.rate_limits.backend == "redis":
+            assert self.redis is not None
+            self.limiter = RedisRateLimiter(
+                self.redis, reactor, config.rate_limits.failure_policy, metrics=self.metrics
+            )
+        else:
+            self.limiter = MemoryRateLimiter(reactor)
+        self.proxy.onTokens = self._tokensUsed
         if config.auth_implicitly_off:
             log.warn(
                 "no auth configured: anyone who can reach {listen} may use the upstreams "
@@ -134,6 +148,18 @@ class Gateway:
         port = self._demo.port
         log.info("serving the built-in offline demo model (codexgw-demo) on port {port}", port=port)
         return f"http://127.0.0.1:{port}/v1"
+
+    def limitsFor(self, key: ApiKey) -> Limits:
+        """A key's own limits, else the configured defaults."""
+        defaults = self.config.rate_limits
+        return Limits(
+            key.limits.requests_per_minute or defaults.requests_per_minute,
+            key.limits.tokens_per_minute or defaults.tokens_per_minute,
+        )
+
+    def _tokensUsed(self, ex: Any, tokens: int) -> None:
+        if ex.limits is not None and ex.limits.tokens_per_minute is not None:
+            self.limiter.record(ex.key, ex.limits, tokens)
 
     def responsesUpstream(self) -> Upstream | None:
         """Where stored responses live: the default upstream if it speaks
@@ -212,6 +238,8 @@ class Gateway:
     def close(self) -> Deferred[None]:
         """Release sockets: the demo listener and pooled upstream connections."""
         self._endAll()
+        if self.redis is not None:
+            self.redis.close()
         waits: list[Deferred[Any]] = [self.pool.closeCachedConnections()]
         if self._demo is not None:
             demo, self._demo = self._demo, None

@@ -1,0 +1,227 @@
+"""
+Rate limits: one suite run against the in-process limiter (memory clock) and
+the Redis limiter (a real redis-server); the gateway's 429s with their
+headers; two gateways sharing one limit through Redis; Redis going away.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from twisted.internet import reactor
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from codexgw.config import parse
+from codexgw.metrics import GatewayMetrics
+from codexgw.ratelimit import Limits, MemoryRateLimiter, RedisRateLimiter
+from codexgw.redisclient import RedisClient
+from tests.harness import Harness
+from tests.redis_server import RedisServer
+
+JSON = {b"content-type": b"application/json"}
+
+
+class LimiterSuite:
+    """Behaviour every limiter shares; C{self.limiter} and C{self.clock} come from setUp."""
+
+    limiter: Any
+    clock: Clock
+
+    async def test_allows_up_to_the_limit_then_refuses_with_headers(self) -> None:
+        limits = Limits(requests_per_minute=3)
+        for remaining in (2, 1, 0):
+            d = await self.limiter.check("alice", limits)
+            self.assertTrue(d.allowed)
+            self.assertEqual(d.headers[b"x-ratelimit-remaining-requests"], b"%d" % remaining)
+            self.assertEqual(d.headers[b"x-ratelimit-limit-requests"], b"3")
+        refused = await self.limiter.check("alice", limits)
+        self.assertFalse(refused.allowed)
+        self.assertGreaterEqual(refused.retry_after, 1)
+        self.assertEqual(refused.headers[b"retry-after"], b"%d" % refused.retry_after)
+        self.assertTrue(refused.headers[b"x-ratelimit-reset-requests"].endswith(b"s"))
+
+    async def test_keys_are_counted_apart(self) -> None:
+        limits = Limits(requests_per_minute=1)
+        self.assertTrue((await self.limiter.check("alice", limits)).allowed)
+        self.assertTrue((await self.limiter.check("bob", limits)).allowed)
+        self.assertFalse((await self.limiter.check("alice", limits)).allowed)
+
+    async def test_the_next_window_starts_afresh(self) -> None:
+        limits = Limits(requests_per_minute=1)
+        self.assertTrue((await self.limiter.check("alice", limits)).allowed)
+        self.assertFalse((await self.limiter.check("alice", limits)).allowed)
+        self.clock.advance(60)
+        self.assertTrue((await self.limiter.check("alice", limits)).allowed)
+
+    async def test_spent_token_budget_refuses_until_the_window_turns(self) -> None:
+        limits = Limits(tokens_per_minute=100)
+        self.assertTrue((await self.limiter.check("alice", limits)).allowed)
+        await self.limiter.record("alice", limits, 60)
+        d = await self.limiter.check("alice", limits)
+        self.assertTrue(d.allowed)
+        self.assertEqual(d.headers[b"x-ratelimit-remaining-tokens"], b"40")
+        await self.limiter.record("alice", limits, 60)
+        self.assertFalse((await self.limiter.check("alice", limits)).allowed)
+        self.clock.advance(60)
+        self.assertTrue((await self.limiter.check("alice", limits)).allowed)
+
+
+class MemoryLimiterTests(LimiterSuite, TestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1000 * 60 + 1)
+        self.limiter = MemoryRateLimiter(self.clock)
+
+
+class RedisLimiterTests(LimiterSuite, TestCase):
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.server = RedisServer(self)
+        self.clock = Clock()  # window arithmetic on a clock we move; Redis is real
+        self.clock.advance(1000 * 60 + 1)
+        self.client = RedisClient(reactor, self.server.url)
+        self.addCleanup(self.client.close)
+        self.limiter = RedisRateLimiter(self.client, self.clock)
+
+    async def test_two_gateways_share_one_limit(self) -> None:
+        other = RedisClient(reactor, self.server.url)
+        self.addCleanup(other.close)
+        second = RedisRateLimiter(other, self.clock)
+        limits = Limits(requests_per_minute=3)
+        results = []
+        for limiter in (self.limiter, second, self.limiter, second):
+            results.append((await limiter.check("team", limits)).allowed)
+        self.assertEqual(results, [True, True, True, False])
+
+    async def test_redis_away_fails_open_and_says_so(self) -> None:
+        metrics = GatewayMetrics()
+        client = RedisClient(reactor, self.server.url, timeout=0.5)
+        self.addCleanup(client.close)
+        limiter = RedisRateLimiter(client, self.clock, "open", metrics=metrics)
+        self.server.stop()
+        decision = await limiter.check("alice", Limits(requests_per_minute=1))
+        self.assertTrue(decision.allowed)
+        registry = metrics.registry
+        self.assertEqual(registry.get_sample_value("codexgw_ratelimit_backend_up"), 0)
+        self.assertEqual(registry.get_sample_value("codexgw_ratelimit_backend_errors_total"), 1)
+
+    async def test_redis_away_fails_closed_when_configured(self) -> None:
+        client = RedisClient(reactor, self.server.url, timeout=0.5)
+        self.addCleanup(client.close)
+        limiter = RedisRateLimiter(client, self.clock, "closed")
+        self.server.stop()
+        decision = await limiter.check("alice", Limits(requests_per_minute=1))
+        self.assertFalse(decision.allowed)
+        self.assertTrue(decision.unavailable)
+
+
+class GatewayLimitTests(SynchronousTestCase):
+    def config(self, **extra: Any) -> Any:
+        data = {
+            "upstreams": {"main": {"base_url": "http://up/v1", "retries": {"max_attempts": 1}}},
+            "auth": {
+                "keys": [
+                    {"name": "alice", "key": "ka", "limits": {"requests_per_minute": 2}},
+                    {"name": "bob", "key": "kb"},
+                ]
+            },
+            "rate_limits": {"requests_per_minute": 5},
+        }
+        data.update(extra)
+        return parse(data, "t.yaml", {})
+
+    def call(self, h: Harness, key: bytes) -> tuple[int, dict[bytes, bytes], bytes]:
+        client = h.connect()
+        before = len(h.sent)
+        client.post(
+            b"/v1/chat/completions",
+            {"model": "m", "messages": []},
+            {b"authorization": b"Bearer " + key},
+        )
+        if len(h.sent) > before:
+            h.sent[-1].respond(
+                200, JSON, b'{"usage": {"prompt_tokens": 1, "completion_tokens": 1}}'
+            )
+        return client.response()
+
+    def test_over_the_limit_is_429_with_retry_after_and_ratelimit_headers(self) -> None:
+        h = Harness(self.config())
+        for remaining in (b"1", b"0"):
+            status, headers, _ = self.call(h, b"ka")
+            self.assertEqual(status, 200)
+            self.assertEqual(headers[b"x-ratelimit-remaining-requests"], remaining)
+        status, headers, body = self.call(h, b"ka")
+        self.assertEqual(status, 429)
+        self.assertIn(b"retry-after", headers)
+        self.assertEqual(headers[b"x-ratelimit-limit-requests"], b"2")
+        error = orjson.loads(body)["error"]
+        self.assertEqual(
+            (error["type"], error["code"]), ("rate_limit_error", "rate_limit_exceeded")
+        )
+        self.assertIn("try again in", error["message"])
+        self.assertEqual(len(h.sent), 2)
+        self.assertEqual(h.metric("codexgw_rate_limited_total", key="alice"), 1)
+
+    def test_defaults_apply_to_keys_without_their_own(self) -> None:
+        h = Harness(self.config())
+        statuses = [self.call(h, b"kb")[0] for _ in range(6)]
+        self.assertEqual(statuses, [200] * 5 + [429])
+
+    def test_tokens_per_minute_counts_upstream_usage(self) -> None:
+        h = Harness(self.config(rate_limits={"tokens_per_minute": 3}))
+        self.assertEqual(self.call(h, b"kb")[0], 200)  # uses 2 tokens
+        status, headers, _ = self.call(h, b"kb")  # 1 left: allowed, uses 2 more
+        self.assertEqual((status, headers[b"x-ratelimit-remaining-tokens"]), (200, b"1"))
+        self.assertEqual(self.call(h, b"kb")[0], 429)
+        self.assertEqual(
+            h.metric("codexgw_tokens_total", direction="input", model="m", key="bob"), 2
+        )
+
+
+class SharedGatewayTests(TestCase):
+    timeout = 60
+
+    async def test_two_gateway_processes_share_a_keys_limit_through_redis(self) -> None:
+        from codexgw.service import Gateway
+        from tests.fakes.chat_upstream import FakeChatUpstream
+        from tests.test_integration import httpClient, serve
+
+        server = RedisServer(self)
+        upstream = serve(self, FakeChatUpstream())
+        config = parse(
+            {
+                "upstreams": {
+                    "main": {"base_url": f"http://127.0.0.1:{upstream.getHost().port}/v1"}
+                },
+                "auth": {
+                    "keys": [
+                        {"name": "team", "key": "k-team", "limits": {"requests_per_minute": 3}}
+                    ]
+                },
+                "rate_limits": {"backend": "redis"},
+                "redis": {"url": server.url},
+            },
+            "t.yaml",
+            {},
+        )
+        bases = []
+        for _ in range(2):
+            gateway = Gateway(config)
+            self.addCleanup(gateway.close)
+            bases.append(f"http://127.0.0.1:{serve(self, gateway.resource).getHost().port}/v1")
+        http = httpClient(self)
+        statuses = []
+        for base in (bases[0], bases[1], bases[0], bases[1]):
+            response = await http.post(
+                base + "/chat/completions",
+                json={"model": "m", "messages": []},
+                headers={"Authorization": "Bearer k-team"},
+            )
+            statuses.append(response.code)
+            await response.content()
+            if response.code == 429:
+                self.assertTrue(response.headers.getRawHeaders("retry-after"))
+        self.assertEqual(statuses, [200, 200, 200, 429])
