@@ -182,18 +182,18 @@ class CodexExecTests(TestCase):
         live = LiveGateway(self, heartbeat_interval=0.5)
 
         def slow(request: Request, body: Any) -> Any:
-            # Silent before the headers, then silent again mid-stream: each
-            # pause is longer than the client's 2 s idle timeout.
+            # Silent for 6 s before answering at all, then 2.5 s mid-stream:
+            # both longer than the client's 2 s idle timeout.
             def headers() -> None:
                 request.setHeader(b"content-type", b"text/event-stream")
                 request.write(chatChunk({"role": "assistant", "content": ""}))
-                pending.append(reactor.callLater(3.5, rest))
+                pending.append(reactor.callLater(2.5, rest))
 
             def rest() -> None:
                 request.write(b"".join(textStream(["still", " here"])[1:]))
                 request.finish()
 
-            pending.append(reactor.callLater(3.5, headers))
+            pending.append(reactor.callLater(6, headers))
             return NOT_DONE_YET
 
         pending: list[Any] = []
