@@ -99,14 +99,10 @@ class GatewayApp:
         return await self._api(request, RESPONSES, self._responses)
 
     async def _chat(self, call: Call) -> None:
-        if call.wire_api != "chat":
-            raise InvalidRequest(
-                f"the upstream of model {call.model!r} speaks the Responses API; Chat "
-                "requests to it are not supported yet",
-                param="model",
-                code="unsupported_upstream",
-            )
-        await self._relay(call, "/chat/completions")
+        if call.wire_api == "responses":
+            await self.gateway.reverse.run(call)
+        else:
+            await self._relay(call, "/chat/completions")
 
     async def _responses(self, call: Call) -> None:
         if call.wire_api == "responses":

@@ -35,6 +35,7 @@ from codexgw.proxy import Proxy
 from codexgw.ratelimit import IRateLimiter, Limits, MemoryRateLimiter, RedisRateLimiter
 from codexgw.redisclient import RedisClient
 from codexgw.relay import SHUTDOWN
+from codexgw.reverse import ReverseBridge
 from codexgw.routing import Router
 from codexgw.upstream import Upstream, makePool
 from codexgw.web import GatewaySite
@@ -126,6 +127,7 @@ class Gateway:
         elif not config.auth_enabled:
             log.warn("auth is switched off (auth.enabled: false): every request is served")
         self.bridge = Bridge(self, dialectFor, config.heartbeat_interval, config.max_sse_line_bytes)
+        self.reverse = ReverseBridge(self, config.heartbeat_interval, config.max_sse_line_bytes)
         self.app = GatewayApp(self)
         resource: IResource = self.app.app.resource()
         if config.cors.allowed_origins:
