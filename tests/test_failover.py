@@ -180,3 +180,36 @@ class RouteConfigTests(SynchronousTestCase):
         with self.assertRaises(ConfigError) as e:
             config({"upstream": "first", "fallbacks": ["nope"]})
         self.assertIn("models[0].fallbacks", e.exception.problems[0])
+
+
+class UnknownModelTests(SynchronousTestCase):
+    def test_model_no_upstream_serves_is_404_naming_it(self) -> None:
+        h = Harness(
+            parse(
+                {
+                    "upstreams": {
+                        "a": {"base_url": "http://a/v1", "models": ["alpha"]},
+                        "b": {"base_url": "http://b/v1", "models": ["beta"]},
+                    },
+                    "default_upstream": "a",
+                },
+                "t.yaml",
+                {},
+            )
+        )
+        client = h.connect()
+        client.post(CHAT, {"model": "gamma", "messages": []})
+        status, _, body = client.response()
+        error = orjson.loads(body)["error"]
+        self.assertEqual((status, error["code"], error["param"]), (404, "model_not_found", "model"))
+        self.assertIn("gamma", error["message"])
+        self.assertEqual(h.sent, [])
+        routed = h.connect()
+        routed.post(CHAT, {"model": "beta", "messages": []})
+        self.assertEqual(host(h.sent[0]), b"b")
+
+    def test_a_default_upstream_without_a_list_takes_any_model(self) -> None:
+        h = Harness(parse({"upstreams": {"a": {"base_url": "http://a/v1"}}}, "t.yaml", {}))
+        client = h.connect()
+        client.post(CHAT, {"model": "anything", "messages": []})
+        self.assertEqual(len(h.sent), 1)
