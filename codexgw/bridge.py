@@ -58,7 +58,7 @@ def encode(events: list[dict[str, Any]]) -> bytes:
     return b"".join([_EVENT + e["type"].encode() + _DATA + dumps(e) + _END for e in events])
 
 
-def _parse(event: SSEEvent) -> dict[str, Any] | None:
+def parseEvent(event: SSEEvent) -> dict[str, Any] | None:
     """The JSON of one upstream event; L{None} for C{[DONE]}."""
     data = event.data
     if data == "[DONE]":
@@ -72,8 +72,9 @@ def _parse(event: SSEEvent) -> dict[str, Any] | None:
     return chunk
 
 
-class _Adapter:
-    """What both adapters expose to L{codexgw.relay.EventRelay}."""
+class Adapter:
+    """What an adapter exposes to L{codexgw.relay.EventRelay} (besides the
+    event/keepalive/end methods each defines)."""
 
     t: Any
 
@@ -86,7 +87,7 @@ class _Adapter:
         return self.t.response.get("usage")
 
 
-class StreamingAdapter(_Adapter):
+class StreamingAdapter(Adapter):
     """Turns upstream Chat events into Responses SSE bytes as they come."""
 
     def __init__(self, translator: Any) -> None:
@@ -96,7 +97,7 @@ class StreamingAdapter(_Adapter):
         return encode(self.t.start())
 
     def event(self, event: SSEEvent) -> bytes:
-        chunk = _parse(event)
+        chunk = parseEvent(event)
         if chunk is None:
             return encode(self.t.finish())
         return encode(self.t.feed(chunk))
@@ -115,7 +116,7 @@ class StreamingAdapter(_Adapter):
         return encode(self.t.fail(error.code or "upstream_error", error.message))
 
 
-class BufferingAdapter(_Adapter):
+class BufferingAdapter(Adapter):
     """
     For a client that did not ask to stream: the same translation, but only
     the final response object is written, as JSON, when the upstream ends.
@@ -130,7 +131,7 @@ class BufferingAdapter(_Adapter):
         return b""
 
     def event(self, event: SSEEvent) -> bytes:
-        chunk = _parse(event)
+        chunk = parseEvent(event)
         if chunk is None:
             self.t.finish()
         else:

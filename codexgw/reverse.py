@@ -17,7 +17,7 @@ import treq
 from twisted.logger import Logger
 from twisted.web.server import Request
 
-from codexgw.bridge import FAILURE_CODES, InvalidUpstreamEvent
+from codexgw.bridge import FAILURE_CODES, Adapter, parseEvent
 from codexgw.relay import COMPLETE, EventRelay
 from codexgw.sse import DONE, HEARTBEAT, SSEEvent
 from codexgw.translate.errors import upstream_error
@@ -30,25 +30,7 @@ def _chunks(chunks: list[dict[str, Any]]) -> bytes:
     return b"".join([b"data: " + dumps(c) + b"\n\n" for c in chunks])
 
 
-def _event(event: SSEEvent) -> dict[str, Any] | None:
-    if event.data == "[DONE]":
-        return None
-    try:
-        parsed = orjson.loads(event.data)
-    except orjson.JSONDecodeError as e:
-        raise InvalidUpstreamEvent(f"upstream sent an event that is not JSON: {e}") from None
-    if not isinstance(parsed, dict):
-        raise InvalidUpstreamEvent("upstream sent an event that is not a JSON object")
-    return parsed
-
-
-class _Adapter:
-    t: Any
-
-    @property
-    def done(self) -> bool:
-        return bool(self.t.done)
-
+class _Adapter(Adapter):
     @property
     def usage(self) -> Any:
         return self.t.completion().get("usage")
@@ -61,7 +43,7 @@ class ChunkAdapter(_Adapter):
         self.t = translator
 
     def event(self, event: SSEEvent) -> bytes:
-        parsed = _event(event)
+        parsed = parseEvent(event)
         if parsed is None:
             return _chunks(self.t.finish()) + DONE
         out = _chunks(self.t.feed(parsed))
@@ -86,7 +68,7 @@ class CompletionAdapter(_Adapter):
         self.request = request
 
     def event(self, event: SSEEvent) -> bytes:
-        parsed = _event(event)
+        parsed = parseEvent(event)
         if parsed is None:
             self.t.finish()
         else:
