@@ -242,7 +242,6 @@ class Bridge:
         return chat
 
     async def run(self, call: Any) -> None:
-        from codexgw.relay import EventRelay
         from codexgw.translate.chat_stream import ChatToResponses
 
         ex = call.ex
@@ -325,22 +324,7 @@ class Bridge:
                 request.write(out)
             request.finish()
             return
-        timeouts = upstream.config.timeouts
-        await self.proxy.run(
-            ex,
-            response,
-            lambda onDone: EventRelay(
-                request,
-                self.clock,
-                onDone,
-                adapter,
-                maxLine=self.maxLine,
-                heartbeat=self.heartbeat if stream else None,
-                idleTimeout=timeouts.idle,
-                totalTimeout=self.proxy.remaining(ex, timeouts.total),
-            ),
-            stream=stream,
-        )
+        await self.proxy.translate(ex, upstream, response, adapter, stream)
 
 
 class _EarlyStart:

@@ -28,7 +28,7 @@ from codexgw.errors import (
 )
 from codexgw.logs import logAccess
 from codexgw.metrics import GatewayMetrics
-from codexgw.relay import CLIENT_GONE, COMPLETE, PassThroughRelay, _Relay
+from codexgw.relay import CLIENT_GONE, COMPLETE, EventRelay, PassThroughRelay, _Relay
 from codexgw.upstream import Upstream
 from codexgw.usage import tokens
 
@@ -210,6 +210,30 @@ class Proxy:
                 totalTimeout=self.remaining(ex, timeouts.total),
             ),
             stream=sse,
+        )
+
+    def translate(
+        self, ex: Exchange, upstream: Upstream, response: Any, adapter: Any, stream: bool
+    ) -> Deferred[None]:
+        """
+        Relay an upstream SSE body through a translating C{adapter} (the
+        bridges'), with keep-alives only for a client that streams.
+        """
+        timeouts = upstream.config.timeouts
+        return self.run(
+            ex,
+            response,
+            lambda onDone: EventRelay(
+                ex.request,
+                self.clock,
+                onDone,
+                adapter,
+                maxLine=self.maxLine,
+                heartbeat=self.heartbeat if stream else None,
+                idleTimeout=timeouts.idle,
+                totalTimeout=self.remaining(ex, timeouts.total),
+            ),
+            stream=stream,
         )
 
     def remaining(self, ex: Exchange, total: float | None) -> float | None:

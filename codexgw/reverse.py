@@ -18,7 +18,7 @@ from twisted.logger import Logger
 from twisted.web.server import Request
 
 from codexgw.bridge import FAILURE_CODES, Adapter, parseEvent
-from codexgw.relay import COMPLETE, EventRelay
+from codexgw.relay import COMPLETE
 from codexgw.sse import DONE, HEARTBEAT, SSEEvent
 from codexgw.translate.errors import upstream_error
 
@@ -106,12 +106,9 @@ class CompletionAdapter(_Adapter):
 class ReverseBridge:
     """Serves C{POST /v1/chat/completions} from a Responses-only upstream."""
 
-    def __init__(self, gateway: Any, heartbeat: float, maxLine: int) -> None:
+    def __init__(self, gateway: Any) -> None:
         self.gateway = gateway
         self.proxy = gateway.proxy
-        self.clock = gateway.proxy.clock
-        self.heartbeat = heartbeat
-        self.maxLine = maxLine
 
     async def run(self, call: Any) -> None:
         from codexgw.translate.chat_to_responses import chat_to_responses
@@ -152,19 +149,4 @@ class ReverseBridge:
         request.setResponseCode(200)
         if stream:
             request.setHeader(b"content-type", b"text/event-stream")
-        timeouts = upstream.config.timeouts
-        await self.proxy.run(
-            ex,
-            response,
-            lambda onDone: EventRelay(
-                request,
-                self.clock,
-                onDone,
-                adapter,
-                maxLine=self.maxLine,
-                heartbeat=self.heartbeat if stream else None,
-                idleTimeout=timeouts.idle,
-                totalTimeout=self.proxy.remaining(ex, timeouts.total),
-            ),
-            stream=stream,
-        )
+        await self.proxy.translate(ex, upstream, response, adapter, stream)

@@ -127,7 +127,7 @@ class Gateway:
         elif not config.auth_enabled:
             log.warn("auth is switched off (auth.enabled: false): every request is served")
         self.bridge = Bridge(self, dialectFor, config.heartbeat_interval, config.max_sse_line_bytes)
-        self.reverse = ReverseBridge(self, config.heartbeat_interval, config.max_sse_line_bytes)
+        self.reverse = ReverseBridge(self)
         self.app = GatewayApp(self)
         resource: IResource = self.app.app.resource()
         if config.cors.allowed_origins:
