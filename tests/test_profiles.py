@@ -169,3 +169,101 @@ class DocsTests(SynchronousTestCase):
             text = f.read()
         for name in BUILTIN:
             self.assertIn(f"| `{name}`", text)
+
+
+# Error answers as each family sends them (before any stream), and what the
+# client must see: the status kept, OpenAI's shape, context overflows named
+# so the Codex CLI compacts instead of retrying.
+PROVIDER_ERRORS = [
+    (
+        "openai",
+        400,
+        {
+            "error": {
+                "message": "This model's maximum context length is 128000 tokens.",
+                "type": "invalid_request_error",
+                "param": "messages",
+                "code": "context_length_exceeded",
+            }
+        },
+        "context_length_exceeded",
+    ),
+    (
+        "azure",
+        400,
+        {
+            "error": {
+                "message": "The response was filtered",
+                "type": None,
+                "param": "prompt",
+                "code": "content_filter",
+                "status": 400,
+            }
+        },
+        "content_filter",
+    ),
+    (
+        "deepseek",
+        400,
+        {
+            "error": {
+                "message": "This model's maximum context length is 65536 tokens. "
+                "However, you requested 70000 tokens",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "invalid_request_error",
+            }
+        },
+        "context_length_exceeded",
+    ),
+    (
+        "vllm",
+        400,
+        {
+            "object": "error",
+            "message": "This model's maximum context length is 32768 tokens.",
+            "type": "BadRequestError",
+            "param": None,
+            "code": 400,
+        },
+        "context_length_exceeded",
+    ),
+    (
+        "ollama",
+        500,
+        {"error": "model requires more system memory than is available"},
+        "upstream_unavailable",
+    ),
+    (
+        "groq",
+        429,
+        {
+            "error": {
+                "message": "Rate limit reached for model. Please try again in 2.5s.",
+                "type": "tokens",
+                "code": "rate_limit_exceeded",
+            }
+        },
+        "rate_limit_exceeded",
+    ),
+    ("mistral", 401, {"message": "Unauthorized", "request_id": "abc"}, "invalid_api_key"),
+    (
+        "openrouter",
+        402,
+        {"error": {"message": "Insufficient credits", "code": 402}},
+        "upstream_error",
+    ),
+]
+
+
+class ProviderErrorTests(SynchronousTestCase):
+    def test_each_familys_error_answer_keeps_its_status_in_openai_shape(self) -> None:
+        from codexgw.translate.errors import upstream_error
+
+        for family, status, body, code in PROVIDER_ERRORS:
+            error = upstream_error(status, orjson.dumps(body))
+            shaped = error.to_dict()["error"]
+            self.assertEqual(error.status, status, family)
+            self.assertEqual(shaped["code"], code, family)
+            self.assertEqual(set(shaped), {"message", "type", "param", "code"}, family)
+            self.assertTrue(shaped["message"], family)
