@@ -22,6 +22,7 @@ from werkzeug.exceptions import NotFound as WZNotFound
 from codexgw._version import __version__
 from codexgw.auth import ApiKey
 from codexgw.codex import catalog
+from codexgw.conversation import history
 from codexgw.errors import (
     GatewayError,
     InvalidRequest,
@@ -55,6 +56,39 @@ def _affinity(body: dict[str, Any], request: Request) -> str | None:
         if value:
             return value.decode("latin-1")
     return None
+
+
+def _page(items: list[dict[str, Any]], args: dict[bytes, list[bytes]]) -> dict[str, Any]:
+    """C{input_items} pagination: C{after}, C{limit} (1-100, 20), C{order} (desc)."""
+
+    def arg(name: bytes) -> str | None:
+        values = args.get(name)
+        return values[0].decode("utf-8", "replace") if values else None
+
+    order = arg(b"order") or "desc"
+    if order not in ("asc", "desc"):
+        raise InvalidRequest("order must be asc or desc", param="order")
+    try:
+        limit = int(arg(b"limit") or 20)
+    except ValueError:
+        raise InvalidRequest("limit must be a whole number", param="limit") from None
+    if not 1 <= limit <= 100:
+        raise InvalidRequest("limit must be between 1 and 100", param="limit")
+    ordered = items if order == "asc" else list(reversed(items))
+    after = arg(b"after")
+    if after is not None:
+        ids = [i.get("id") for i in ordered]
+        if after not in ids:
+            raise InvalidRequest(f"no item with id {after!r}", param="after")
+        ordered = ordered[ids.index(after) + 1 :]
+    page = ordered[:limit]
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0].get("id") if page else None,
+        "last_id": page[-1].get("id") if page else None,
+        "has_more": len(ordered) > limit,
+    }
 
 
 def _model(body: dict[str, Any]) -> str:
@@ -219,6 +253,16 @@ class GatewayApp:
         async def relay(ex: Exchange) -> None:
             key = self.gateway.auth.authenticate(request)
             ex.key = key.name
+            store = self.gateway.store
+            record = await store.get(rid) if store is not None else None
+            if record is not None:
+                if record.owner != key.name:
+                    # Another key's response must look exactly like none.
+                    raise NotFound(f"No response found with id '{rid}'.", param="response_id")
+                assert store is not None
+                answer = await self._local(store, record, suffix, request)
+                ex.request.write(self.proxy.json(ex, answer))
+                return
             upstream = self.gateway.responsesUpstream()
             if upstream is None:
                 raise NotFound(
@@ -237,6 +281,21 @@ class GatewayApp:
             await proxy.passThrough(ex, upstream, response, False)
 
         return await self._serve(request, "/v1/responses/{id}" + suffix, relay)
+
+    async def _local(
+        self, store: Any, record: Any, suffix: str, request: Request
+    ) -> dict[str, Any]:
+        """A stored (bridged) response: retrieve, delete or list its input."""
+        if suffix == "/input_items":
+            items = (
+                await history(store, record.previous_id, record.owner) if record.previous_id else []
+            ) + record.input_items
+            return _page(items, request.args)
+        if request.method == b"DELETE":
+            await store.delete(record.id)
+            return {"id": record.id, "object": "response.deleted", "deleted": True}
+        response: dict[str, Any] = record.response
+        return response
 
     @app.route("/v1/models", methods=["GET"])
     async def models(self, request: Request) -> bytes:

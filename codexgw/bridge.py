@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.server import Request
 
+from codexgw.conversation import history, notFound, turnInput
 from codexgw.errors import GatewayError
 from codexgw.relay import (
     BAD_STREAM,
@@ -29,6 +30,7 @@ from codexgw.relay import (
     UPSTREAM_BROKEN,
 )
 from codexgw.sse import SSEError, SSEEvent
+from codexgw.store import StoredResponse
 from codexgw.translate.errors import upstream_error
 
 log = Logger()
@@ -246,6 +248,15 @@ class Bridge:
 
         ex = call.ex
         request = ex.request
+        store = self.gateway.store
+        keep = store is not None and call.body.get("store") is not False
+        turn = turnInput(call.body) if keep else []
+        previous = call.body.get("previous_response_id")
+        if isinstance(previous, str) and previous:
+            if store is None:
+                raise notFound(previous)
+            past = await history(store, previous, ex.key)
+            call.body = {**call.body, "input": past + (turn or turnInput(call.body))}
         # The translator follows the first candidate's request: candidates
         # differ in dialect (what is sent), not in what their streams mean.
         chat = self.translate(call, call.candidates[0])
@@ -325,6 +336,27 @@ class Bridge:
             request.finish()
             return
         await self.proxy.translate(ex, upstream, response, adapter, stream)
+        if keep and translator.done and translator.response.get("status") != "failed":
+            record = StoredResponse(
+                id=translator.response["id"],
+                owner=ex.key,
+                response=translator.response,
+                input_items=turn,
+                previous_id=previous if isinstance(previous, str) and previous else None,
+            )
+            # The answer is delivered; the write goes on without holding the
+            # request (and a failed write is a log line, not a failed turn).
+            assert store is not None
+
+            def unsaved(failure: Any) -> None:
+                log.warn(
+                    "could not store response {id}: {error} request_id={request_id}",
+                    id=record.id,
+                    error=str(failure.value) or failure.type.__name__,
+                    request_id=ex.request_id,
+                )
+
+            store.save(record).addErrback(unsaved)
 
 
 class _EarlyStart:

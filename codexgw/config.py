@@ -167,6 +167,21 @@ class RedisConfig:
 
 
 @attrs.frozen
+class StoreConfig:
+    """
+    Where bridged responses are kept for C{previous_response_id}.
+
+    @ivar backend: C{sqlite} (a file, the default), C{redis} (shared by
+        replicas, using the C{redis:} block) or C{none}.
+    """
+
+    backend: str = "sqlite"
+    path: str = "data/codexgw-responses.sqlite3"
+    ttl: float = 30 * 24 * 3600.0
+    max_entry_bytes: int = 8 * 1024 * 1024
+
+
+@attrs.frozen
 class CorsConfig:
     """
     @ivar allowed_origins: exact origins (C{https://app.example}) or C{*}.
@@ -208,6 +223,7 @@ class Config:
     profiles: Mapping[str, Any] = attrs.field(factory=dict)
     rate_limits: RateLimitConfig = RateLimitConfig()
     redis: RedisConfig | None = None
+    store: StoreConfig = StoreConfig()
     source: str = "<defaults>"
 
     @property
@@ -358,6 +374,7 @@ _TOP_KEYS = (
     "profiles",
     "rate_limits",
     "redis",
+    "store",
 )
 _UPSTREAM_KEYS = (
     "base_url",
@@ -771,6 +788,23 @@ def parse(data: Any, source: str, environ: Mapping[str, str] | None = None) -> C
         redis = RedisConfig(url=url, timeout=r.get(rawRedis, "timeout", "redis.", r.number, 1.0))
     if limits.backend == "redis" and redis is None:
         r.problem("rate_limits.backend", "redis needs a redis: block with its url")
+    store = StoreConfig()
+    rawStore = r.get(data, "store", "", r.mapping, _EMPTY)
+    if rawStore:
+        r.unknown(rawStore, "store.", tuple(attrs.fields_dict(StoreConfig)))
+        backend = r.get(rawStore, "backend", "store.", r.string, store.backend)
+        if backend not in ("sqlite", "redis", "none"):
+            r.problem("store.backend", f"expected sqlite, redis or none, got {backend!r}")
+        if backend == "redis" and redis is None:
+            r.problem("store.backend", "redis needs a redis: block with its url")
+        store = StoreConfig(
+            backend=backend,
+            path=r.get(rawStore, "path", "store.", r.string, store.path),
+            ttl=r.get(rawStore, "ttl", "store.", r.number, store.ttl),
+            max_entry_bytes=r.get(
+                rawStore, "max_entry_bytes", "store.", r.integer, store.max_entry_bytes
+            ),
+        )
 
     server = r.get(data, "server", "", r.mapping, _EMPTY)
     r.unknown(server, "server.", _SERVER_KEYS)
@@ -809,6 +843,7 @@ def parse(data: Any, source: str, environ: Mapping[str, str] | None = None) -> C
         profiles=profiles,
         rate_limits=limits,
         redis=redis,
+        store=store,
         source=source,
     )
     if config.heartbeat_interval == 0:

@@ -37,6 +37,7 @@ from codexgw.redisclient import RedisClient
 from codexgw.relay import SHUTDOWN
 from codexgw.reverse import ReverseBridge
 from codexgw.routing import Router
+from codexgw.store import IResponseStore, RedisStore, SQLiteStore
 from codexgw.upstream import Upstream, makePool
 from codexgw.web import GatewaySite
 
@@ -118,6 +119,7 @@ class Gateway:
         else:
             self.limiter = MemoryRateLimiter(reactor)
         self.proxy.onTokens = self._tokensUsed
+        self._store: IResponseStore | None = None
         if config.auth_implicitly_off:
             log.warn(
                 "no auth configured: anyone who can reach {listen} may use the upstreams "
@@ -150,6 +152,18 @@ class Gateway:
         port = self._demo.port
         log.info("serving the built-in offline demo model (codexgw-demo) on port {port}", port=port)
         return f"http://127.0.0.1:{port}/v1"
+
+    @property
+    def store(self) -> IResponseStore | None:
+        """The response store, opened on first use (no file until needed)."""
+        if self._store is None:
+            sc = self.config.store
+            if sc.backend == "sqlite":
+                self._store = SQLiteStore(self.reactor, sc.path, sc.ttl, sc.max_entry_bytes)
+            elif sc.backend == "redis":
+                assert self.redis is not None
+                self._store = RedisStore(self.redis, sc.ttl, sc.max_entry_bytes)
+        return self._store
 
     def limitsFor(self, key: ApiKey) -> Limits:
         """A key's own limits, else the configured defaults."""
@@ -240,9 +254,11 @@ class Gateway:
     def close(self) -> Deferred[None]:
         """Release sockets: the demo listener and pooled upstream connections."""
         self._endAll()
+        waits: list[Deferred[Any]] = [self.pool.closeCachedConnections()]
+        if self._store is not None:
+            waits.append(self._store.close())
         if self.redis is not None:
             self.redis.close()
-        waits: list[Deferred[Any]] = [self.pool.closeCachedConnections()]
         if self._demo is not None:
             demo, self._demo = self._demo, None
             waits.append(Deferred.fromCoroutine(demo.stop()))

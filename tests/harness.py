@@ -27,6 +27,8 @@ def makeConfig(extra: dict[str, Any] | None = None, **upstream: Any) -> Config:
     """
     upstream.setdefault("retries", {"max_attempts": 1})
     data: dict[str, Any] = {
+        # Memory-clock tests have no thread for SQLite; the store has its own tests.
+        "store": {"backend": "none"},
         "upstreams": {"main": dict({"base_url": UPSTREAM_URL, "wire_api": "chat"}, **upstream)},
         "default_upstream": "main",
     }

@@ -30,6 +30,7 @@ def responsesGateway(**extra: object) -> Harness:
                         },
                     },
                     "models": [{"match": "fast", "upstream": "oai", "model": "gpt-5-mini"}],
+                    "store": {"backend": "none"},
                 },
                 **extra,
             ),
@@ -94,7 +95,13 @@ class ResponsesPassThroughTests(SynchronousTestCase):
             self.assertEqual(client.response()[0], 404)
 
     def test_without_a_responses_upstream_stored_ids_are_404(self) -> None:
-        h = Harness(parse({"upstreams": {"c": {"base_url": "http://h/v1"}}}, "t.yaml", {}))
+        h = Harness(
+            parse(
+                {"upstreams": {"c": {"base_url": "http://h/v1"}}, "store": {"backend": "none"}},
+                "t.yaml",
+                {},
+            )
+        )
         client = h.connect()
         client.send(b"GET", b"/v1/responses/resp_1")
         status, _, body = client.response()

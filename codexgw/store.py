@@ -1,0 +1,189 @@
+# -*- test-case-name: tests.test_store -*-
+"""
+Stored responses, so C{previous_response_id} works against upstreams that
+remember nothing (Chat Completions).
+
+Each record holds one turn: the final response object, the input items that
+turn added, the id of the turn before it, and the gateway key that made it
+(only that key may see it). A conversation is rebuilt by walking the chain,
+so storage grows with the turns, not with their square.
+
+Two stores behind one interface: SQLite in a data directory (the default: no
+server to run; its blocking calls run on one thread of their own, never the
+reactor's) and Redis for replicas sharing state. Entries expire after a TTL;
+SQLite drops expired rows a few at a time on writes, Redis by itself, so no
+sweep ever stalls a request.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sqlite3
+import threading
+import time
+from typing import Any
+
+import attrs
+import orjson
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+from zope.interface import Interface, implementer
+
+from codexgw.redisclient import RedisClient
+
+
+@attrs.frozen
+class StoredResponse:
+    id: str
+    owner: str
+    response: dict[str, Any]
+    input_items: list[dict[str, Any]]
+    previous_id: str | None = None
+
+    def dumps(self) -> bytes:
+        return orjson.dumps(attrs.asdict(self))
+
+    @classmethod
+    def loads(cls, data: bytes) -> StoredResponse:
+        return cls(**orjson.loads(data))
+
+
+class StoreFull(Exception):
+    """An entry is larger than the configured cap."""
+
+
+class IResponseStore(Interface):
+    def save(record: StoredResponse) -> Deferred[None]:
+        """Keep C{record} for the TTL. @raise StoreFull: over the size cap."""
+
+    def get(id: str) -> Deferred[StoredResponse | None]:
+        """The record, or L{None} when unknown or expired."""
+
+    def delete(id: str) -> Deferred[bool]:
+        """Forget a record; whether it existed."""
+
+    def close() -> Deferred[None]:
+        """Release files, threads and connections."""
+
+
+@implementer(IResponseStore)
+class SQLiteStore:
+    """
+    @param path: the database file, created (with its directory) if absent.
+    """
+
+    def __init__(self, reactor: Any, path: str, ttl: float, maxBytes: int) -> None:
+        self.reactor = reactor
+        self.ttl = ttl
+        self.maxBytes = maxBytes
+        self._pool = ThreadPool(1, 1, name="codexgw-sqlite")
+        # Daemon: a store its owner forgot to close must not keep the process alive.
+        self._pool.threadFactory = functools.partial(threading.Thread, daemon=True)  # type: ignore[assignment]
+        self._pool.start()
+        self._closed = False
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        # Opened here, used only on the pool's one thread afterwards.
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS responses "
+            "(id TEXT PRIMARY KEY, expires REAL NOT NULL, data BLOB NOT NULL)"
+        )
+
+    def _run(self, f: Any, *args: Any) -> Deferred[Any]:
+        return deferToThreadPool(self.reactor, self._pool, f, *args)
+
+    def save(self, record: StoredResponse) -> Deferred[None]:
+        data = record.dumps()
+        if len(data) > self.maxBytes:
+            return Deferred.fromCoroutine(_raise(StoreFull(f"{len(data)} bytes")))
+
+        def write() -> None:
+            now = time.time()
+            self._db.execute(
+                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?)",
+                (record.id, now + self.ttl, data),
+            )
+            self._db.execute(
+                "DELETE FROM responses WHERE id IN "
+                "(SELECT id FROM responses WHERE expires < ? LIMIT 50)",
+                (now,),
+            )
+
+        return self._run(write)
+
+    def get(self, id: str) -> Deferred[StoredResponse | None]:
+        def read() -> StoredResponse | None:
+            row = self._db.execute(
+                "SELECT data FROM responses WHERE id = ? AND expires >= ?", (id, time.time())
+            ).fetchone()
+            return StoredResponse.loads(row[0]) if row else None
+
+        return self._run(read)
+
+    def delete(self, id: str) -> Deferred[bool]:
+        def remove() -> bool:
+            return self._db.execute("DELETE FROM responses WHERE id = ?", (id,)).rowcount > 0
+
+        return self._run(remove)
+
+    def close(self) -> Deferred[None]:
+        if self._closed:
+            return succeed(None)
+        self._closed = True
+
+        def shut() -> None:
+            self._db.close()
+
+        d = self._run(shut)
+        d.addBoth(lambda _: self._pool.stop())
+        return d
+
+
+@implementer(IResponseStore)
+class RedisStore:
+    """Records as Redis strings with a TTL: every replica sees every turn."""
+
+    def __init__(
+        self, client: RedisClient, ttl: float, maxBytes: int, prefix: str = "codexgw:resp:"
+    ) -> None:
+        self.client = client
+        self.ttl = ttl
+        self.maxBytes = maxBytes
+        self.prefix = prefix
+
+    async def _save(self, record: StoredResponse) -> None:
+        data = record.dumps()
+        if len(data) > self.maxBytes:
+            raise StoreFull(f"{len(data)} bytes")
+        await self.client.execute("SET", self.prefix + record.id, data, "PX", int(self.ttl * 1000))
+
+    def save(self, record: StoredResponse) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._save(record))
+
+    async def _get(self, id: str) -> StoredResponse | None:
+        data = await self.client.execute("GET", self.prefix + id)
+        return StoredResponse.loads(data) if data else None
+
+    def get(self, id: str) -> Deferred[StoredResponse | None]:
+        return Deferred.fromCoroutine(self._get(id))
+
+    async def _delete(self, id: str) -> bool:
+        return bool(await self.client.execute("DEL", self.prefix + id))
+
+    def delete(self, id: str) -> Deferred[bool]:
+        return Deferred.fromCoroutine(self._delete(id))
+
+    def close(self) -> Deferred[None]:
+        return Deferred.fromCoroutine(_none())
+
+
+async def _raise(error: Exception) -> None:
+    raise error
+
+
+async def _none() -> None:
+    return None

@@ -1,0 +1,252 @@
+"""
+Stored responses: one store suite run against SQLite and a real Redis; and
+the openai SDK using previous_response_id through the gateway.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import TestCase
+
+from codexgw.redisclient import RedisClient
+from codexgw.store import RedisStore, SQLiteStore, StoredResponse, StoreFull
+from tests.fakes.chat_upstream import chatChunk, textStream
+from tests.redis_server import RedisServer
+from tests.test_bridge_sdk import serveBytes
+from tests.test_integration import LiveGateway
+
+
+def record(rid: str, owner: str = "alice", previous: str | None = None) -> StoredResponse:
+    return StoredResponse(
+        id=rid,
+        owner=owner,
+        response={
+            "id": rid,
+            "object": "response",
+            "output": [{"type": "message", "id": "m" + rid}],
+        },
+        input_items=[{"id": "i" + rid, "type": "message", "role": "user", "content": "hi"}],
+        previous_id=previous,
+    )
+
+
+class StoreSuite:
+    store: Any
+
+    async def test_saved_records_come_back(self) -> None:
+        await self.store.save(record("resp_1"))
+        got = await self.store.get("resp_1")
+        self.assertEqual(got, record("resp_1"))
+
+    async def test_unknown_is_none_and_delete_forgets(self) -> None:
+        self.assertIsNone(await self.store.get("resp_nope"))
+        await self.store.save(record("resp_2"))
+        self.assertTrue(await self.store.delete("resp_2"))
+        self.assertIsNone(await self.store.get("resp_2"))
+        self.assertFalse(await self.store.delete("resp_2"))
+
+    async def test_entries_over_the_cap_are_refused(self) -> None:
+        big = StoredResponse("resp_big", "a", {"x": "y" * 5000}, [])
+        with self.assertRaises(StoreFull):
+            await self.store.save(big)
+
+
+class SQLiteStoreTests(StoreSuite, TestCase):
+    def setUp(self) -> None:
+        self.path = os.path.join(self.mktemp(), "nested", "r.sqlite3")
+        self.store = SQLiteStore(reactor, self.path, ttl=3600, maxBytes=4096)
+        self.addCleanup(self.store.close)
+
+    async def test_records_survive_a_restart(self) -> None:
+        await self.store.save(record("resp_keep"))
+        await self.store.close()
+        self.store = SQLiteStore(reactor, self.path, ttl=3600, maxBytes=4096)
+        self.addCleanup(self.store.close)
+        self.assertEqual((await self.store.get("resp_keep")).id, "resp_keep")
+
+    async def test_expired_entries_are_gone(self) -> None:
+        short = SQLiteStore(reactor, self.path + "2", ttl=-1, maxBytes=4096)
+        self.addCleanup(short.close)
+        await short.save(record("resp_old"))
+        self.assertIsNone(await short.get("resp_old"))
+
+
+class RedisStoreTests(StoreSuite, TestCase):
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.server = RedisServer(self)
+        self.client = RedisClient(reactor, self.server.url)
+        self.addCleanup(self.client.close)
+        self.store = RedisStore(self.client, ttl=3600, maxBytes=4096)
+
+
+class PreviousResponseTests(TestCase):
+    """The SDK holds only ids; the gateway rebuilds the conversation."""
+
+    timeout = 60
+
+    async def test_three_turns_with_a_tool_call_retrieve_list_delete(self) -> None:
+        live = LiveGateway(self)
+        path = os.path.abspath(self.mktemp())
+        live.gateway._store = SQLiteStore(reactor, path, 3600, 1 << 20)
+        from openai import OpenAI
+
+        client = OpenAI(base_url=live.base, api_key="k", max_retries=0, timeout=20)
+        self.addCleanup(client.close)
+        call = b"".join(
+            [
+                chatChunk(
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {
+                                "index": 0,
+                                "id": "call_1",
+                                "type": "function",
+                                "function": {"name": "lookup", "arguments": '{"q":"x"}'},
+                            }
+                        ],
+                    }
+                ),
+                chatChunk({}, "tool_calls"),
+                b"data: [DONE]\n\n",
+            ]
+        )
+        live.upstream.script += [
+            serveBytes(b"".join(textStream(["Hello"]))),
+            serveBytes(call),
+            serveBytes(b"".join(textStream(["Done"]))),
+        ]
+        tools = [
+            {
+                "type": "function",
+                "name": "lookup",
+                "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+            }
+        ]
+        r1 = await deferToThread(client.responses.create, model="m", input="first", tools=tools)
+        r2 = await deferToThread(
+            client.responses.create,
+            model="m",
+            input="second",
+            tools=tools,
+            previous_response_id=r1.id,
+        )
+        self.assertEqual(r2.output[0].type, "function_call")
+        r3 = await deferToThread(
+            client.responses.create,
+            model="m",
+            tools=tools,
+            previous_response_id=r2.id,
+            input=[
+                {"type": "function_call_output", "call_id": r2.output[0].call_id, "output": "42"}
+            ],
+        )
+        self.assertEqual(r3.output_text, "Done")
+        third = live.upstream.received[2].body["messages"]
+        self.assertEqual(
+            [m["role"] for m in third], ["user", "assistant", "user", "assistant", "tool"]
+        )
+        self.assertEqual(third[0]["content"], "first")
+        self.assertEqual(third[3]["tool_calls"][0]["id"], "call_1")
+        self.assertEqual(third[4]["content"], "42")
+
+        got = await deferToThread(client.responses.retrieve, r3.id)
+        self.assertEqual(got.id, r3.id)
+        items = await deferToThread(client.responses.input_items.list, r3.id, order="asc")
+        self.assertEqual([i.type for i in items.data][-1], "function_call_output")
+        await deferToThread(client.responses.delete, r3.id)
+        from openai import NotFoundError
+
+        await self.assertFailure(deferToThread(client.responses.retrieve, r3.id), NotFoundError)
+
+    async def test_unknown_previous_id_is_404(self) -> None:
+        live = LiveGateway(self)
+        live.gateway._store = SQLiteStore(reactor, os.path.abspath(self.mktemp()), 3600, 1 << 20)
+        from openai import NotFoundError, OpenAI
+
+        client = OpenAI(base_url=live.base, api_key="k", max_retries=0, timeout=20)
+        self.addCleanup(client.close)
+        error = await self.assertFailure(
+            deferToThread(
+                client.responses.create, model="m", input="x", previous_response_id="resp_nope"
+            ),
+            NotFoundError,
+        )
+        self.assertEqual(error.body["code"], "previous_response_not_found")
+
+    async def test_store_false_saves_nothing(self) -> None:
+        live = LiveGateway(self)
+        live.gateway._store = SQLiteStore(reactor, os.path.abspath(self.mktemp()), 3600, 1 << 20)
+        from openai import NotFoundError, OpenAI
+
+        client = OpenAI(base_url=live.base, api_key="k", max_retries=0, timeout=20)
+        self.addCleanup(client.close)
+        r = await deferToThread(client.responses.create, model="m", input="x", store=False)
+        await self.assertFailure(deferToThread(client.responses.retrieve, r.id), NotFoundError)
+
+
+class SharedStateTests(TestCase):
+    timeout = 60
+
+    async def test_another_key_cannot_see_it_and_two_gateways_share_it_through_redis(self) -> None:
+        from openai import NotFoundError, OpenAI
+
+        from codexgw.config import parse
+        from codexgw.service import Gateway
+        from tests.fakes.chat_upstream import FakeChatUpstream
+        from tests.test_integration import serve
+
+        server = RedisServer(self)
+        upstream = FakeChatUpstream()
+        upstreamPort = serve(self, upstream)
+        config = parse(
+            {
+                "upstreams": {
+                    "main": {"base_url": f"http://127.0.0.1:{upstreamPort.getHost().port}/v1"}
+                },
+                "auth": {"keys": [{"name": "alice", "key": "ka"}, {"name": "bob", "key": "kb"}]},
+                "redis": {"url": server.url},
+                "store": {"backend": "redis"},
+            },
+            "t.yaml",
+            {},
+        )
+        bases = []
+        for _ in range(2):
+            gateway = Gateway(config)
+            self.addCleanup(gateway.close)
+            bases.append(f"http://127.0.0.1:{serve(self, gateway.resource).getHost().port}/v1")
+        clients = {}
+        for name, base, key in [
+            ("a1", bases[0], "ka"),
+            ("a2", bases[1], "ka"),
+            ("b2", bases[1], "kb"),
+        ]:
+            clients[name] = OpenAI(base_url=base, api_key=key, max_retries=0, timeout=20)
+            self.addCleanup(clients[name].close)
+        first = await deferToThread(clients["a1"].responses.create, model="m", input="remember 7")
+        second = await deferToThread(
+            clients["a2"].responses.create, model="m", input="and?", previous_response_id=first.id
+        )
+        history = upstream.received[-1].body["messages"]
+        self.assertEqual([m["role"] for m in history], ["user", "assistant", "user"])
+        self.assertEqual(history[0]["content"], "remember 7")
+        self.assertTrue(second.id)
+        await self.assertFailure(
+            deferToThread(clients["b2"].responses.retrieve, first.id), NotFoundError
+        )
+        await self.assertFailure(
+            deferToThread(
+                clients["b2"].responses.create, model="m", input="x", previous_response_id=first.id
+            ),
+            NotFoundError,
+        )
+        got = await deferToThread(clients["a2"].responses.retrieve, first.id)
+        self.assertEqual(got.id, first.id)
