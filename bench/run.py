@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import resource
+import shutil
 import signal
 import socket
 import statistics
@@ -314,6 +315,38 @@ async def manyStreams(port: int, pid: int, count: int) -> dict[str, float]:
     }
 
 
+async def storedTurns(port: int, count: int) -> dict[str, float]:
+    """Non-streamed bridged turns, one at a time: stored vs store: false."""
+    out: dict[str, float] = {}
+    for label, store in (("unstored", False), ("stored", True)):
+        conn = Conn(port)
+        times: list[float] = []
+        try:
+            for _ in range(count):
+                body = json.dumps({"model": "bench-20", "input": "hi", "store": store}).encode()
+                status, _, total, _ = await conn.post("/v1/responses", body)
+                if status == 200:
+                    times.append(total)
+        finally:
+            conn.close()
+        out[label + "_p50_ms"] = pct(times, 50) * 1000
+    out["added_ms"] = out["stored_p50_ms"] - out["unstored_p50_ms"]
+    return out
+
+
+def gatewayConfig(port: int, upstream: int, extra: str = "") -> str:
+    config = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+    config.write(
+        f'listen: "tcp:{port}:interface=127.0.0.1:backlog=4096"\n'
+        "upstreams:\n  main:\n"
+        f'    base_url: "http://127.0.0.1:{upstream}/v1"\n'
+        "    wire_api: chat\n"
+        "default_upstream: main\n" + extra
+    )
+    config.close()
+    return config.name
+
+
 def report(res: dict[str, Any]) -> str:
     d, b, g = res["direct"], res["bare"], res["gateway"]
     lines = [
@@ -355,6 +388,13 @@ def report(res: dict[str, Any]) -> str:
             f"{many['failed']} failed in {many['seconds']:.1f} s; RSS {many['rss_before_mb']:.1f} -> "
             f"peak {many['peak_rss_mb']:.1f} MB ({many['rss_per_stream_kb']:.1f} KB per stream)"
         )
+    for backend in ("sqlite", "redis"):
+        st = res.get("store_" + backend)
+        if st:
+            lines.append(
+                f"stored turn vs unstored ({backend}): p50 {st['stored_p50_ms']:.2f} ms vs "
+                f"{st['unstored_p50_ms']:.2f} ms, added {st['added_ms']:+.2f} ms"
+            )
     errors = sum(x["nonstream"]["errors"] + x["stream20"]["errors"] for x in (d, b, g))
     lines.append(f"errors during load: {errors + br['streams20']['errors']}")
     return "\n".join(lines)
@@ -376,15 +416,14 @@ def main() -> int:
     upstreamCore, serverCore = (1, 0) if procs.cores > 1 else (None, None)
     if upstreamCore is not None:
         os.sched_setaffinity(0, {upstreamCore})
-    config = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
-    config.write(
-        f'listen: "tcp:{ports["gateway"]}:interface=127.0.0.1:backlog=4096"\n'
-        "upstreams:\n  main:\n"
-        f'    base_url: "http://127.0.0.1:{ports["upstream"]}/v1"\n'
-        "    wire_api: chat\n"
-        "default_upstream: main\n"
-    )
-    config.close()
+    dataDir = tempfile.mkdtemp(prefix="codexgw-bench-")
+    configs = [
+        gatewayConfig(
+            ports["gateway"],
+            ports["upstream"],
+            f'store: {{backend: sqlite, path: "{dataDir}/r.sqlite3"}}\n',
+        )
+    ]
     try:
         procs.start(
             [PY, "bench/fake_upstream.py", str(ports["upstream"])],
@@ -410,7 +449,7 @@ def main() -> int:
                 "codexgw.logs.textObserver",
                 "codexgw",
                 "--config",
-                config.name,
+                configs[0],
             ],
             serverCore,
             listening(ports["gateway"]),
@@ -430,11 +469,54 @@ def main() -> int:
         )
         res["rss_idle_mb"] = idle
         res["rss_after_mb"] = rss(gw.pid)
+        res["store_sqlite"] = asyncio.run(storedTurns(ports["gateway"], 100))
+        redisServer = shutil.which("redis-server")
+        if redisServer:
+            ports["redis"], ports["gateway_redis"] = freePort(), freePort()
+            procs.start(
+                [
+                    redisServer,
+                    "--port",
+                    str(ports["redis"]),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ],
+                upstreamCore,
+                listening(ports["redis"]),
+            )
+            configs.append(
+                gatewayConfig(
+                    ports["gateway_redis"],
+                    ports["upstream"],
+                    f'redis: {{url: "redis://127.0.0.1:{ports["redis"]}/0"}}\nstore: {{backend: redis}}\n',
+                )
+            )
+            procs.start(
+                [
+                    TWISTD,
+                    "-n",
+                    "--pidfile=",
+                    "--logger",
+                    "codexgw.logs.textObserver",
+                    "codexgw",
+                    "--config",
+                    configs[1],
+                ],
+                serverCore,
+                listening(ports["gateway_redis"]),
+            )
+            res["store_redis"] = asyncio.run(storedTurns(ports["gateway_redis"], 100))
         if args.streams:
             res["many"] = asyncio.run(manyStreams(ports["gateway"], gw.pid, args.streams))
     finally:
         procs.stop()
-        os.unlink(config.name)
+        for name in configs:
+            os.unlink(name)
+        shutil.rmtree(dataDir, ignore_errors=True)
     print(report(res))
     if args.json:
         with open(args.json, "w") as f:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sqlite3
 import threading
 import time
 from typing import Any
@@ -85,6 +84,8 @@ class SQLiteStore:
         self._closed = False
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
+        import sqlite3  # here: a gateway that stores nothing need not load it
+
         # Opened here, used only on the pool's one thread afterwards.
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
