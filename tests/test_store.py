@@ -218,11 +218,11 @@ class SharedStateTests(TestCase):
             "t.yaml",
             {},
         )
-        bases = []
-        for _ in range(2):
-            gateway = Gateway(config)
-            self.addCleanup(gateway.close)
-            bases.append(f"http://127.0.0.1:{serve(self, gateway.resource).getHost().port}/v1")
+        # One gateway in this process, the other a separate `twistd codexgw`.
+        gateway = Gateway(config)
+        self.addCleanup(gateway.close)
+        bases = [f"http://127.0.0.1:{serve(self, gateway.resource).getHost().port}/v1"]
+        bases.append(await startTwistd(self, configText(upstreamPort.getHost().port, server.url)))
         clients = {}
         for name, base, key in [
             ("a1", bases[0], "ka"),
@@ -250,3 +250,50 @@ class SharedStateTests(TestCase):
         )
         got = await deferToThread(clients["a2"].responses.retrieve, first.id)
         self.assertEqual(got.id, first.id)
+
+
+def configText(upstreamPort: int, redisURL: str) -> str:
+    return (
+        f"upstreams:\n  main:\n    base_url: http://127.0.0.1:{upstreamPort}/v1\n"
+        "auth:\n  keys:\n    - {name: alice, key: ka}\n    - {name: bob, key: kb}\n"
+        f"redis:\n  url: {redisURL}\nstore:\n  backend: redis\n"
+    )
+
+
+async def startTwistd(test: TestCase, config: str) -> str:
+    """A real `twistd -n codexgw` on a free port; stopped by cleanup. Returns its /v1 URL."""
+    import sys
+
+    from tests.test_integration import httpClient, until
+    from tests.test_service import freePort
+    from tests.test_shutdown import _Process
+
+    port = freePort()
+    path = os.path.abspath(test.mktemp())
+    with open(path, "w") as f:
+        f.write(f'listen: "tcp:{port}:interface=127.0.0.1"\n' + config)
+    twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+    proto = _Process()
+    process = reactor.spawnProcess(
+        proto,
+        twistd,
+        [twistd, "-n", "--pidfile=", "codexgw", "--config", path],
+        env=dict(os.environ),
+        path=os.path.dirname(path),
+    )
+
+    async def stop() -> None:
+        if not proto.ended.called:
+            process.signalProcess("TERM")
+            await proto.ended
+
+    test.addCleanup(stop)
+    http = httpClient(test)
+    for _ in range(100):
+        try:
+            response = await http.get(f"http://127.0.0.1:{port}/health/live")
+            await response.content()
+            break
+        except Exception:
+            await until(lambda: False, timeout=0.1)
+    return f"http://127.0.0.1:{port}/v1"
