@@ -14,8 +14,9 @@ from typing import Any
 
 import attrs
 import orjson
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.web.server import Request
 
@@ -50,6 +51,14 @@ log = Logger()
 
 _JSON = b"application/json"
 _SERVER = b"codexgw"
+
+
+class _Discard(Protocol):
+    """Takes an unwanted upstream body and closes its connection at once."""
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.stopProducing()  # type: ignore[attr-defined]
 
 
 @attrs.define(slots=True)
@@ -246,6 +255,13 @@ class Proxy:
         Deliver C{response}'s body through a relay; fire when the client's
         answer is finished (or the client has gone).
         """
+        if ex.request.channel is None:
+            # The client left while the upstream was answering. notifyFinish
+            # would never fire for a connection already lost, so account the
+            # exchange here and drop the upstream body unread.
+            ex.outcome = CLIENT_GONE
+            response.deliverBody(_Discard())
+            return succeed(None)
         # The route's answer is done when the request is: finished by the
         # relay, or its connection gone (dropped by the relay or the client).
         done: Deferred[None] = ex.request.notifyFinish()

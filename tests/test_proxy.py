@@ -332,3 +332,23 @@ class AccountingTests(SynchronousTestCase):
         self.assertEqual(status, 200)
         self.assertTrue(headers[b"content-type"].startswith(b"text/plain"))
         self.assertIn(b"# TYPE codexgw_requests_total counter", body)
+
+
+class LateAnswerTests(SynchronousTestCase):
+    def test_answer_arriving_after_the_client_left_is_dropped_not_crashed_on(self) -> None:
+        from twisted.web.server import Request
+        from twisted.web.test.requesthelper import DummyChannel
+
+        from codexgw.relay import CLIENT_GONE
+        from tests.fakes.agent import FakeResponse
+
+        h = Harness()
+        request = Request(DummyChannel())
+        ex = h.gateway.proxy.begin(request, "/v1/chat/completions")
+        request.channel = None  # what connectionLost leaves behind
+        response = FakeResponse(200, SSE, None)
+        done = h.gateway.proxy.passThrough(ex, h.gateway.upstreams["main"], response, True)
+        self.assertIsNone(self.successResultOf(done))
+        self.assertEqual(ex.outcome, CLIENT_GONE)
+        self.assertEqual(response.transport.producerState, "stopped")
+        self.assertEqual(h.gateway.proxy.active, set())
