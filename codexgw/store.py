@@ -88,11 +88,16 @@ class SQLiteStore:
 
         # Opened here, used only on the pool's one thread afterwards.
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        # WAL with synchronous=NORMAL: a commit is one append, durable
+        # across a process restart (what the store promises); an fsync per
+        # write halved bridged throughput in bench/.
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS responses "
             "(id TEXT PRIMARY KEY, expires REAL NOT NULL, data BLOB NOT NULL)"
         )
+        self._db.execute("CREATE INDEX IF NOT EXISTS responses_expires ON responses (expires)")
 
     def _run(self, f: Any, *args: Any) -> Deferred[Any]:
         return deferToThreadPool(self.reactor, self._pool, f, *args)
@@ -104,15 +109,22 @@ class SQLiteStore:
 
         def write() -> None:
             now = time.time()
-            self._db.execute(
-                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?)",
-                (record.id, now + self.ttl, data),
-            )
-            self._db.execute(
-                "DELETE FROM responses WHERE id IN "
-                "(SELECT id FROM responses WHERE expires < ? LIMIT 50)",
-                (now,),
-            )
+            db = self._db
+            db.execute("BEGIN")  # one transaction, so one commit per save
+            try:
+                db.execute(
+                    "INSERT OR REPLACE INTO responses VALUES (?, ?, ?)",
+                    (record.id, now + self.ttl, data),
+                )
+                db.execute(
+                    "DELETE FROM responses WHERE id IN "
+                    "(SELECT id FROM responses WHERE expires < ? LIMIT 50)",
+                    (now,),
+                )
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
         return self._run(write)
 
