@@ -13,6 +13,7 @@ environment variable (C{CODEXGW_UPSTREAM_URL}) points it at a real provider.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -31,16 +32,41 @@ WIRE_APIS = ("chat", "responses")
 T = TypeVar("T")
 
 
+@attrs.frozen
+class Problem:
+    """
+    One thing wrong with a configuration, kept structured so that
+    C{codexgw check-config --json} can report it field by field.
+
+    @ivar file: the file (or C{<defaults>}, or an environment variable's
+        source) the problem is in.
+    @ivar key: the dotted key (C{upstreams.main.timeouts.idle}); empty when
+        the whole file is at fault.
+    @ivar message: what is wrong and what is expected instead: the fix.
+    """
+
+    file: str
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        if not self.key:
+            return f"{self.file}: {self.message}"
+        return f"{self.file}: {self.key}: {self.message}"
+
+
 class ConfigError(Exception):
     """
     The configuration is invalid.
 
-    @ivar problems: one line per problem, each naming file, key and expectation.
+    @ivar details: every problem found, in the order found.
+    @ivar problems: the same, one line each, naming file, key and expectation.
     """
 
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+    def __init__(self, details: list[Problem]) -> None:
+        self.details = details
+        self.problems = [str(p) for p in details]
+        super().__init__("invalid configuration:\n  " + "\n  ".join(self.problems))
 
 
 @attrs.frozen
@@ -252,10 +278,10 @@ class _Reader:
     def __init__(self, source: str, environ: Mapping[str, str]) -> None:
         self.source = source
         self.environ = environ
-        self.problems: list[str] = []
+        self.problems: list[Problem] = []
 
     def problem(self, key: str, message: str) -> None:
-        self.problems.append(f"{self.source}: {key}: {message}")
+        self.problems.append(Problem(self.source, key, message))
 
     def interpolate(self, key: str, value: str) -> str:
         def sub(m: re.Match[str]) -> str:
@@ -344,10 +370,15 @@ class _Reader:
             return None
         return value
 
-    def unknown(self, data: Mapping[str, Any], path: str, known: tuple[str, ...]) -> None:
+    def unknown(self, data: Mapping[str, Any], path: str, section: str) -> None:
+        known = SECTIONS[section]
         for key in data:
             if key not in known:
-                self.problem(f"{path}{key}", f"unknown key (expected one of: {', '.join(known)})")
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                self.problem(
+                    f"{path}{key}", f"unknown key ({hint}expected one of: {', '.join(known)})"
+                )
 
 
 def _kind(value: Any) -> str:
@@ -398,12 +429,88 @@ _SERVER_KEYS = (
 )
 
 
+def _fields(cls: type) -> tuple[str, ...]:
+    return tuple(attrs.fields_dict(cls))
+
+
+def _profileKeys() -> tuple[str, ...]:
+    from codexgw.profiles import ProviderProfile
+    from codexgw.translate.dialect import ChatDialect
+
+    own = tuple(k for k in _fields(ProviderProfile) if k not in ("name", "dialect"))
+    return ("extends", *own, *_fields(ChatDialect))
+
+
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "": _TOP_KEYS,
+    "upstreams.<name>": _UPSTREAM_KEYS,
+    "upstreams.<name>.timeouts": _fields(Timeouts),
+    "upstreams.<name>.retries": _fields(Retries),
+    "models[]": ("match", "upstream", "upstreams", "fallbacks", "model", "codex"),
+    "models[].codex": _fields(CodexModel),
+    "auth": ("enabled", "keys"),
+    "auth.keys[]": ("name", "key", "sha256", "models", "limits"),
+    "auth.keys[].limits": ("requests_per_minute", "tokens_per_minute"),
+    "cors": _fields(CorsConfig),
+    "profiles.<name>": _profileKeys(),
+    "rate_limits": _fields(RateLimitConfig),
+    "redis": _fields(RedisConfig),
+    "store": _fields(StoreConfig),
+    "server": _SERVER_KEYS,
+}
+"""
+Every key the config file may hold, by the section it sits in; the parser
+refuses any other, and C{docs/configuration.md} is checked against it.
+"""
+
+ENVIRONMENT: dict[str, str] = {
+    "CODEXGW_CONFIG": "the config file, when --config is not given",
+    "CODEXGW_LISTEN": "listen",
+    "CODEXGW_UPSTREAM_URL": "upstreams.<default>.base_url (creates the upstream if needed)",
+    "CODEXGW_UPSTREAM_API_KEY": "upstreams.<default>.api_key",
+    "CODEXGW_UPSTREAM_WIRE_API": "upstreams.<default>.wire_api",
+    "CODEXGW_DEFAULT_UPSTREAM": "default_upstream",
+}
+"""The environment variables that override config keys, and what each sets."""
+
+
+def keyPaths() -> list[str]:
+    """Every dotted key path (C{upstreams.<name>.timeouts.idle}), sections included."""
+    return [
+        f"{section}.{key}" if section else key for section, keys in SECTIONS.items() for key in keys
+    ]
+
+
+def defaults() -> dict[str, Any]:
+    """The default of every key that has a plain one, by dotted path."""
+    out: dict[str, Any] = {"listen": DEFAULT_LISTEN}
+    server = Config(upstreams={}, default_upstream="")
+    for key in _SERVER_KEYS:
+        out[f"server.{key}"] = getattr(server, key)
+    for section, cls in (
+        ("upstreams.<name>.timeouts", Timeouts),
+        ("upstreams.<name>.retries", Retries),
+        ("models[].codex", CodexModel),
+        ("cors", CorsConfig),
+        ("rate_limits", RateLimitConfig),
+        ("redis", RedisConfig),
+        ("store", StoreConfig),
+    ):
+        instance = cls()
+        for key in _fields(cls):
+            out[f"{section}.{key}"] = getattr(instance, key)
+    upstream = UpstreamConfig(name="", base_url="")
+    for key in ("wire_api", "provider"):
+        out[f"upstreams.<name>.{key}"] = getattr(upstream, key)
+    return out
+
+
 def _upstream(r: _Reader, name: str, data: Any) -> UpstreamConfig | None:
     path = f"upstreams.{name}."
     raw = r.mapping(path[:-1], data)
     if raw is None:
         return None
-    r.unknown(raw, path, _UPSTREAM_KEYS)
+    r.unknown(raw, path, "upstreams.<name>")
     provider = r.get(raw, "provider", path, r.string, "openai")
     base_url = r.get(raw, "base_url", path, r.string, "")
     if provider == "demo":
@@ -436,7 +543,7 @@ def _upstream(r: _Reader, name: str, data: Any) -> UpstreamConfig | None:
     rawTimeouts = r.get(raw, "timeouts", path, r.mapping, _EMPTY)
     if rawTimeouts:
         tpath = f"{path}timeouts."
-        r.unknown(rawTimeouts, tpath, ("connect", "first_byte", "idle", "total"))
+        r.unknown(rawTimeouts, tpath, "upstreams.<name>.timeouts")
         timeouts = Timeouts(
             connect=r.get(rawTimeouts, "connect", tpath, r.number, timeouts.connect),
             first_byte=r.get(rawTimeouts, "first_byte", tpath, r.number, timeouts.first_byte),
@@ -447,7 +554,7 @@ def _upstream(r: _Reader, name: str, data: Any) -> UpstreamConfig | None:
     rawRetries = r.get(raw, "retries", path, r.mapping, _EMPTY)
     if rawRetries:
         rpath = f"{path}retries."
-        r.unknown(rawRetries, rpath, tuple(attrs.fields_dict(Retries)))
+        r.unknown(rawRetries, rpath, "upstreams.<name>.retries")
         retries = Retries(
             max_attempts=r.get(rawRetries, "max_attempts", rpath, r.integer, retries.max_attempts),
             backoff_base=r.get(rawRetries, "backoff_base", rpath, r.number, retries.backoff_base),
@@ -482,9 +589,7 @@ def _routes(r: _Reader, data: Any, upstreams: Mapping[str, Any]) -> tuple[ModelR
         raw = r.mapping(path, item)
         if raw is None:
             continue
-        r.unknown(
-            raw, path + ".", ("match", "upstream", "upstreams", "fallbacks", "model", "codex")
-        )
+        r.unknown(raw, path + ".", "models[]")
         codex = _codexModel(r, f"{path}.codex", raw["codex"]) if raw.get("codex") else None
         match = r.get(raw, "match", path + ".", r.string, "")
         upstream = r.get(raw, "upstream", path + ".", r.string, "")
@@ -529,8 +634,7 @@ def _codexModel(r: _Reader, path: str, data: Any) -> CodexModel | None:
     raw = r.mapping(path, data)
     if raw is None:
         return None
-    fields = tuple(attrs.fields_dict(CodexModel))
-    r.unknown(raw, path + ".", fields)
+    r.unknown(raw, path + ".", "models[].codex")
     d = CodexModel()
     applyPatch = r.get(raw, "apply_patch", path + ".", r.string, d.apply_patch)
     if applyPatch not in ("freeform", "function", "none"):
@@ -584,7 +688,7 @@ def _keys(r: _Reader, data: Any) -> tuple[ApiKey, ...]:
         raw = r.mapping(path, item)
         if raw is None:
             continue
-        r.unknown(raw, path + ".", ("name", "key", "sha256", "models", "limits"))
+        r.unknown(raw, path + ".", "auth.keys[]")
         name = r.get(raw, "name", path + ".", r.string, "")
         if not name:
             r.problem(f"{path}.name", "required: a name for logs and metrics (never the key)")
@@ -607,7 +711,7 @@ def _keys(r: _Reader, data: Any) -> tuple[ApiKey, ...]:
         rawLimits = r.get(raw, "limits", path + ".", r.mapping, _EMPTY)
         if rawLimits:
             lpath = f"{path}.limits."
-            r.unknown(rawLimits, lpath, ("requests_per_minute", "tokens_per_minute"))
+            r.unknown(rawLimits, lpath, "auth.keys[].limits")
             limits = KeyLimits(
                 requests_per_minute=r.get(rawLimits, "requests_per_minute", lpath, r.integer, 0)
                 or None,
@@ -632,8 +736,10 @@ def parse(data: Any, source: str, environ: Mapping[str, str] | None = None) -> C
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError([f"{source}: expected a mapping at the top level, got {_kind(data)}"])
-    r.unknown(data, "", _TOP_KEYS)
+        raise ConfigError(
+            [Problem(source, "", f"expected a mapping at the top level, got {_kind(data)}")]
+        )
+    r.unknown(data, "", "")
 
     upstreams: dict[str, UpstreamConfig] = {}
     rawUpstreams = r.get(data, "upstreams", "", r.mapping, _EMPTY)
@@ -696,7 +802,7 @@ def parse(data: Any, source: str, environ: Mapping[str, str] | None = None) -> C
     implicit = False
     rawAuth = r.get(data, "auth", "", r.mapping, _EMPTY)
     if "auth" in data and data["auth"] is not None:
-        r.unknown(rawAuth, "auth.", ("enabled", "keys"))
+        r.unknown(rawAuth, "auth.", "auth")
         enabled = r.get(rawAuth, "enabled", "auth.", r.boolean, True)
         if rawAuth.get("keys") is not None:
             keys = _keys(r, rawAuth["keys"])
@@ -715,7 +821,7 @@ def parse(data: Any, source: str, environ: Mapping[str, str] | None = None) -> C
     cors = CorsConfig()
     rawCors = r.get(data, "cors", "", r.mapping, _EMPTY)
     if rawCors:
-        r.unknown(rawCors, "cors.", ("allowed_origins", "allow_credentials", "max_age"))
+        r.unknown(rawCors, "cors.", "cors")
         origins = (
             r.strings("cors.allowed_origins", rawCors["allowed_origins"])
             if rawCors.get("allowed_origins") is not None
@@ -761,7 +867,7 @@ def parse(data: Any, source: str, environ: Mapping[str, str] | None = None) -> C
     limits = RateLimitConfig()
     rawLimits = r.get(data, "rate_limits", "", r.mapping, _EMPTY)
     if rawLimits:
-        r.unknown(rawLimits, "rate_limits.", tuple(attrs.fields_dict(RateLimitConfig)))
+        r.unknown(rawLimits, "rate_limits.", "rate_limits")
         backend = r.get(rawLimits, "backend", "rate_limits.", r.string, "memory")
         policy = r.get(rawLimits, "failure_policy", "rate_limits.", r.string, "open")
         if backend not in ("memory", "redis"):
@@ -781,7 +887,7 @@ def parse(data: Any, source: str, environ: Mapping[str, str] | None = None) -> C
     redis = None
     rawRedis = r.get(data, "redis", "", r.mapping, _EMPTY)
     if rawRedis:
-        r.unknown(rawRedis, "redis.", ("url", "timeout"))
+        r.unknown(rawRedis, "redis.", "redis")
         url = r.get(rawRedis, "url", "redis.", r.string, RedisConfig().url)
         if not url.startswith("redis://"):
             r.problem("redis.url", "expected redis://[:password@]host[:port][/db]")
@@ -791,7 +897,7 @@ def parse(data: Any, source: str, environ: Mapping[str, str] | None = None) -> C
     store = StoreConfig()
     rawStore = r.get(data, "store", "", r.mapping, _EMPTY)
     if rawStore:
-        r.unknown(rawStore, "store.", tuple(attrs.fields_dict(StoreConfig)))
+        r.unknown(rawStore, "store.", "store")
         backend = r.get(rawStore, "backend", "store.", r.string, store.backend)
         if backend not in ("sqlite", "redis", "none"):
             r.problem("store.backend", f"expected sqlite, redis or none, got {backend!r}")
@@ -807,7 +913,7 @@ def parse(data: Any, source: str, environ: Mapping[str, str] | None = None) -> C
         )
 
     server = r.get(data, "server", "", r.mapping, _EMPTY)
-    r.unknown(server, "server.", _SERVER_KEYS)
+    r.unknown(server, "server.", "server")
     defaults = Config(upstreams={}, default_upstream="")
     config = Config(
         upstreams=upstreams,
@@ -869,11 +975,12 @@ def load(path: str | None, environ: Mapping[str, str] | None = None) -> Config:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f)
     except OSError as e:
-        raise ConfigError([f"{path}: cannot read: {e.strerror}"]) from None
+        raise ConfigError([Problem(path, "", f"cannot read: {e.strerror}")]) from None
     except UnicodeDecodeError as e:
-        raise ConfigError([f"{path}: not UTF-8 text (byte {e.start})"]) from None
+        raise ConfigError([Problem(path, "", f"not UTF-8 text (byte {e.start})")]) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise ConfigError([f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}"]) from None
+        message = f"not valid YAML{where}: {getattr(e, 'problem', e)}"
+        raise ConfigError([Problem(path, "", message)]) from None
     return parse(data, path, env)
