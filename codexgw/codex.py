@@ -14,7 +14,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import orjson
+
 from codexgw.config import CodexModel, Config
+from codexgw.demo import DEMO_MODEL
 
 _DESCRIPTIONS = {
     "minimal": "Fastest responses with the least reasoning",
@@ -79,45 +82,113 @@ def entry(slug: str, meta: CodexModel) -> dict[str, Any]:
     }
 
 
-def catalog(config: Config) -> dict[str, Any]:
-    """The catalog of every exactly-named route with C{codex:} metadata."""
+def catalog(config: Config, everyModel: bool = False) -> dict[str, Any]:
+    """
+    The catalog of every exactly-named route with C{codex:} metadata.
+
+    @param everyModel: also give every other model this gateway names (routes
+        without metadata, an upstream's configured models) an entry with the
+        default metadata: what C{codexgw codex-config} writes, so that no
+        model it offers Codex falls back to the crippled defaults.
+    """
     models = [
         entry(rule.match, rule.codex)
         for rule in config.models
-        if rule.codex is not None and not set("*?[").intersection(rule.match)
+        if rule.codex is not None and not _isGlob(rule.match)
     ]
+    if everyModel:
+        named = {m["slug"] for m in models}
+        for slug in routedModels(config):
+            if slug not in named:
+                named.add(slug)
+                meta = CodexModel(reasoning_levels=()) if slug == DEMO_MODEL else CodexModel()
+                models.append(entry(slug, meta))
     return {"models": models}
 
 
-def main(argv: list[str] | None = None) -> int:
+def _isGlob(match: str) -> bool:
+    return bool(set("*?[").intersection(match))
+
+
+def routedModels(config: Config) -> list[str]:
     """
-    C{python -m codexgw.codex [--config FILE] [--output PATH]}: write the
-    catalog file a Codex CLI is pointed at with C{-c model_catalog_json=PATH}.
+    The model names a client can ask this gateway for by name: exact routes
+    first (in config order), then the default upstream's listed models.
     """
-    import argparse
-    import sys
+    out = [r.match for r in config.models if not _isGlob(r.match)]
+    for name in config.default.models:
+        if name not in out:
+            out.append(name)
+    return out
 
-    import orjson
 
-    from codexgw.config import ConfigError, load
+def baseUrlFor(listen: str) -> str | None:
+    """
+    The URL a client on this machine reaches a gateway listening on
+    C{listen} at; L{None} for endpoints that have no such URL (UNIX sockets).
+    """
+    parts = listen.replace("\\:", "\0").split(":")
+    kind = parts[0].lower()
+    if kind not in ("tcp", "tcp6", "ssl") or len(parts) < 2 or not parts[1].isdigit():
+        return None
+    port = parts[1]
+    host = "127.0.0.1"
+    for part in parts[2:]:
+        key, _, value = part.partition("=")
+        if key == "interface" and value:
+            value = value.replace("\0", ":")
+            if value not in ("0.0.0.0", "::", "::0"):
+                host = f"[{value}]" if ":" in value else value
+            elif value != "0.0.0.0":
+                host = "[::1]"
+    scheme = "https" if kind == "ssl" else "http"
+    return f"{scheme}://{host}:{port}/v1"
 
-    parser = argparse.ArgumentParser(prog="python -m codexgw.codex", description=main.__doc__)
-    parser.add_argument("--config", help="the gateway's YAML config (default: $CODEXGW_CONFIG)")
-    parser.add_argument("--output", "-o", help="file to write (default: standard output)")
-    args = parser.parse_args(argv)
-    try:
-        config = load(args.config)
-    except ConfigError as e:
-        sys.stderr.write(f"{e}\n")
-        return 2
-    data = orjson.dumps(catalog(config), option=orjson.OPT_INDENT_2) + b"\n"
-    if args.output:
-        with open(args.output, "wb") as f:
-            f.write(data)
+
+def _toml(value: str) -> str:
+    # JSON string escapes are valid TOML basic-string escapes.
+    return orjson.dumps(value).decode()
+
+
+def codexToml(
+    config: Config,
+    baseUrl: str,
+    catalogPath: str | None,
+    envKey: str | None,
+    providerName: str = "codexgw",
+    model: str | None = None,
+) -> str:
+    """
+    The C{config.toml} lines that point the Codex CLI at this gateway.
+
+    @param envKey: the environment variable Codex reads the gateway key
+        from; L{None} when the gateway needs no key.
+    """
+    models = routedModels(config)
+    globs = [r.match for r in config.models if _isGlob(r.match)]
+    model = model or (models[0] if models else None)
+    lines = [f"# Codex CLI configuration for the codexgw gateway at {baseUrl}"]
+    if models:
+        lines.append(f"# Models it routes by name: {', '.join(models)}")
+    if globs:
+        lines.append(f"# and any model matching: {', '.join(globs)}")
+    lines.append(
+        f"# Anything else goes to upstream {config.default_upstream!r} under its own name."
+    )
+    if model:
+        lines.append(f"model = {_toml(model)}")
+    lines.append(f"model_provider = {_toml(providerName)}")
+    if catalogPath:
+        lines.append(f"model_catalog_json = {_toml(catalogPath)}")
+    lines += [
+        "",
+        f"[model_providers.{providerName}]",
+        f"name = {_toml(providerName)}",
+        f"base_url = {_toml(baseUrl)}",
+    ]
+    if envKey:
+        lines.append(f"env_key = {_toml(envKey)}")
     else:
-        sys.stdout.buffer.write(data)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        lines.append("# env_key: none needed, this gateway runs without keys")
+    lines.append('wire_api = "responses"')
+    return "\n".join(lines) + "\n"
