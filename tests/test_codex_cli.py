@@ -67,23 +67,30 @@ async def runCodex(
     timeout: float = 120,
     extraArgs: list[str] | None = None,
     keepWork: list[str] | None = None,
+    configToml: str | None = None,
 ) -> tuple[int, str, str, str]:
-    """Run `codex exec` in a throwaway directory; return (code, last message, stdout, stderr)."""
+    """
+    Run `codex exec` in a throwaway directory; return (code, last message,
+    stdout, stderr). C{configToml} replaces our provider block (its provider
+    table must come last: the no-retry settings are appended to it).
+    """
     home = os.path.abspath(test.mktemp())
     work = os.path.join(home, "work")
     os.makedirs(work)
     with open(os.path.join(home, "config.toml"), "w") as f:
         f.write(
-            'model = "m1"\nmodel_provider = "gw"\n\n[model_providers.gw]\nname = "codexgw"\n'
+            configToml
+            or 'model = "m1"\nmodel_provider = "gw"\n\n[model_providers.gw]\nname = "codexgw"\n'
             f'base_url = "{base}"\nenv_key = "CODEXGW_KEY"\nwire_api = "responses"\n'
-            f"request_max_retries = 0\nstream_max_retries = 0\n{providerExtra}"
         )
+        f.write(f"request_max_retries = 0\nstream_max_retries = 0\n{providerExtra}")
     last = os.path.join(home, "last.txt")
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": home,
         "CODEX_HOME": home,
         "CODEXGW_KEY": "client-key",
+        "CODEXGW_API_KEY": "client-key",
         "RUST_LOG": "error",
         "NO_COLOR": "1",
     }
@@ -285,3 +292,50 @@ class CodexCatalogTests(TestCase):
         second = live.upstream.received[1].body
         self.assertEqual([m["role"] for m in second["messages"]][-2:], ["assistant", "tool"])
         self.assertIn("Patched.", message)
+
+
+class CodexConfigCommandTests(TestCase):
+    timeout = 240
+
+    async def test_the_block_codex_config_prints_is_all_codex_needs(self) -> None:
+        # No codex: metadata in the config at all: `codexgw codex-config`
+        # still gives the routed model a catalog entry, so Codex sends it the
+        # apply_patch tool and does not warn about missing metadata.
+        import io
+
+        from codexgw import cli
+
+        live = LiveGateway(self)
+        upstream = live.gateway.config.upstreams["main"].base_url
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w") as f:
+            f.write(
+                "upstreams:\n"
+                f"  main: {{base_url: '{upstream}', retries: {{max_attempts: 1}}}}\n"
+                "models:\n  - {match: m1, upstream: main}\n"
+                "store: {backend: none}\n"
+            )
+        from codexgw.config import load
+        from codexgw.service import Gateway
+        from tests.test_integration import serve
+
+        gateway = Gateway(load(path, {}))
+        self.addCleanup(gateway.close)
+        base = f"http://127.0.0.1:{serve(self, gateway.resource).getHost().port}/v1"
+        out, err = io.StringIO(), io.StringIO()
+        args = cli.parser().parse_args(
+            ["codex-config", "--config", path, "--base-url", base, "--catalog", self.mktemp()]
+        )
+        self.assertEqual(cli.codexConfig(args, out, err), 0, err.getvalue())
+        live.upstream.script.append(sse(textStream(["configured", " by", " codexgw"])))
+        code, message, stdout, stderr = await runCodex(
+            self, base, "hello", configToml=out.getvalue()
+        )
+        self.assertEqual(
+            code, 0, f"codex failed:\nstdout:{stdout[-2000:]}\nstderr:{stderr[-3000:]}"
+        )
+        self.assertIn("configured by codexgw", message)
+        self.assertNotIn("Model metadata for `m1` not found", stdout + stderr)
+        first = live.upstream.received[0].body
+        self.assertEqual(first["model"], "m1")
+        self.assertIn("apply_patch", [t["function"]["name"] for t in first["tools"]])
