@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Iterator, Mapping
 from typing import Any, TextIO
 
 import orjson
@@ -131,12 +132,26 @@ def checkConfig(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EX_PROBLEM
 
 
+class _WithoutSecrets(Mapping[str, str]):
+    """The environment, where a variable that is not set reads as empty."""
+
+    def __getitem__(self, name: str) -> str:
+        return os.environ.get(name, "")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(os.environ)
+
+    def __len__(self) -> int:
+        return len(os.environ)
+
+
 def codexConfig(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from codexgw import codex
     from codexgw.config import ConfigError, load
 
     try:
-        config = load(args.config)
+        # The block needs no upstream secret: unset ${VARS} read as empty.
+        config = load(args.config, _WithoutSecrets())
     except ConfigError as e:
         err.write(f"codexgw: {e}\n")
         return EX_PROBLEM

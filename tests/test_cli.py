@@ -215,6 +215,14 @@ class CodexConfigTests(SynchronousTestCase):
         self.assertNotIn("env_key", toml["model_providers"]["codexgw"])
         self.assertEqual(toml["model"], "codexgw-demo")
 
+    def test_upstream_secrets_are_not_needed_to_render_it(self) -> None:
+        text = GOOD.replace("provider: deepseek", "api_key: '${CODEXGW_TEST_UNSET_SECRET}'")
+        code, out, err = run(
+            "codex-config", "--config", self.config(text), "--catalog", self.mktemp()
+        )
+        self.assertEqual(code, 0, err)
+        self.assertIn('model = "m1"', out)
+
     def test_a_broken_config_is_reported_not_rendered(self) -> None:
         code, out, err = run("codex-config", "--config", self.config("listen: 3\n"))
         self.assertEqual(code, cli.EX_PROBLEM)
