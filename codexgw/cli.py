@@ -193,7 +193,8 @@ async def probe(args: argparse.Namespace, out: TextIO, err: TextIO, reactor: Any
     from twisted.web.client import Agent
 
     from codexgw.config import ConfigError, Timeouts, UpstreamConfig, load
-    from codexgw.probe import probeChat, probeResponses, profileYAML
+    from codexgw.probe import probe as runProbe
+    from codexgw.probe import profileYAML
     from codexgw.profiles import ProfileError, buildProfiles
     from codexgw.upstream import Upstream, makePool
 
@@ -265,9 +266,8 @@ async def probe(args: argparse.Namespace, out: TextIO, err: TextIO, reactor: Any
         if not args.json:
             err.write(f"probing: {step}\n")
 
-    run = probeChat if wire == "chat" else probeResponses
     try:
-        report = await run(send, upstreamConfig.base_url, args.model, progress)
+        report = await runProbe(send, upstreamConfig.base_url, wire, args.model, progress)
     finally:
         await pool.closeCachedConnections()
     written = None

@@ -245,20 +245,50 @@ async def pickModel(send: Send) -> str | None:
     return None
 
 
-async def probeChat(
-    send: Send, baseUrl: str, model: str | None, progress: Progress = lambda _: None
+async def probe(
+    send: Send,
+    baseUrl: str,
+    wireApi: str,
+    model: str | None,
+    progress: Progress = lambda _: None,
 ) -> Report:
     """
-    Probe a Chat Completions provider: a plain request first (without it
-    nothing else means anything), then one request per feature.
+    Probe a provider in the protocol it speaks (C{chat} or C{responses}):
+    a plain request first (without it nothing else means anything), then
+    one request per feature.
+
+    @param model: the model to ask; the first one C{GET /models} lists
+        when L{None}.
     """
-    report = Report(baseUrl, "chat", model)
+    report = Report(baseUrl, wireApi, model)
     if model is None:
         progress("listing models (GET /models)")
         model = report.model = await pickModel(send)
         if model is None:
             report.error = "no --model given and GET /models listed none"
             return report
+    run = _probeChat if wireApi == "chat" else _probeResponses
+    await run(send, report, model, progress)
+    return report
+
+
+def _toolFindings(add: Callable[[Finding], None], pieces: int, calls: int) -> None:
+    add(
+        Finding(
+            "streamed_arguments",
+            "tool arguments streamed in pieces",
+            pieces > 1,
+            f"up to {pieces} argument deltas per call",
+        )
+    )
+    add(
+        Finding(
+            "parallel_tool_calls", "parallel tool calls", calls > 1, f"{calls} calls in one turn"
+        )
+    )
+
+
+async def _probeChat(send: Send, report: Report, model: str, progress: Progress) -> None:
     add = report.findings.append
     path = "/chat/completions"
 
@@ -266,12 +296,12 @@ async def probeChat(
     status, body = await send(b"POST", path, _base(model))
     if status != 200:
         report.error = f"a plain chat request failed: {errorMessage(status, body)}"
-        return report
+        return
     try:
         message = orjson.loads(body)["choices"][0]["message"]
     except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
         report.error = "a plain chat request did not return a chat.completion"
-        return report
+        return
     add(Finding("chat", "chat completion", True, f"HTTP 200, {len(body)} bytes"))
     reasoning = [f for f in REASONING_FIELDS if isinstance(message, dict) and message.get(f)]
 
@@ -322,24 +352,7 @@ async def probeChat(
     else:
         names = ", ".join(tools.names.get(i, "?") for i in sorted(tools.calls))
         add(Finding("tool_calls", "tool calls", True, names))
-        pieces = max(tools.calls.values())
-        add(
-            Finding(
-                "streamed_arguments",
-                "tool arguments streamed in pieces",
-                pieces > 1,
-                f"up to {pieces} argument deltas per call",
-            )
-        )
-        parallel = len(tools.calls) > 1
-        add(
-            Finding(
-                "parallel_tool_calls",
-                "parallel tool calls",
-                parallel,
-                f"{len(tools.calls)} calls in one turn",
-            )
-        )
+        _toolFindings(add, max(tools.calls.values()), len(tools.calls))
         reasoning += [f for f in tools.reasoning if f not in reasoning]
 
     fields: list[tuple[str, dict[str, Any]]] = [
@@ -371,7 +384,6 @@ async def probeChat(
         )
     )
     report.profile = chatProfile(taken, reasoning)
-    return report
 
 
 def chatProfile(taken: dict[str, bool | None], reasoning: list[str]) -> dict[str, Any]:
@@ -407,23 +419,13 @@ def _responsesEvents(body: bytes) -> list[dict[str, Any]]:
     return [p for p in payloads if isinstance(p, dict)]
 
 
-async def probeResponses(
-    send: Send, baseUrl: str, model: str | None, progress: Progress = lambda _: None
-) -> Report:
-    """Probe a Responses provider: plain, streamed, usage, tool calls, reasoning."""
-    report = Report(baseUrl, "responses", model)
-    if model is None:
-        progress("listing models (GET /models)")
-        model = report.model = await pickModel(send)
-        if model is None:
-            report.error = "no --model given and GET /models listed none"
-            return report
+async def _probeResponses(send: Send, report: Report, model: str, progress: Progress) -> None:
     add = report.findings.append
     progress("plain request")
     status, body = await send(b"POST", "/responses", {"model": model, "input": _PROMPT})
     if status != 200:
         report.error = f"a plain responses request failed: {errorMessage(status, body)}"
-        return report
+        return
     add(Finding("responses", "response", True, f"HTTP 200, {len(body)} bytes"))
 
     progress("streaming")
@@ -487,23 +489,7 @@ async def probeResponses(
                     "tool_calls", "tool calls", True, ", ".join(c.get("name", "?") for c in calls)
                 )
             )
-            pieces = max(deltas.values(), default=0)
-            add(
-                Finding(
-                    "streamed_arguments",
-                    "tool arguments streamed in pieces",
-                    pieces > 1,
-                    f"up to {pieces} argument deltas per call",
-                )
-            )
-            add(
-                Finding(
-                    "parallel_tool_calls",
-                    "parallel tool calls",
-                    len(calls) > 1,
-                    f"{len(calls)} calls in one turn",
-                )
-            )
+            _toolFindings(add, max(deltas.values(), default=0), len(calls))
         reasoning = reasoning or any(
             str(e.get("type")).startswith("response.reasoning") for e in events
         )
@@ -528,7 +514,6 @@ async def probeResponses(
             "response.reasoning_* events" if reasoning else "no reasoning seen",
         )
     )
-    return report
 
 
 _TERMINAL = ("response.completed", "response.incomplete", "response.failed")
