@@ -17,7 +17,7 @@ from codexgw.service import GatewayService
 
 
 class Options(usage.Options):
-    synopsis = "[--config FILE] [--listen ENDPOINT]"
+    synopsis = "[--config FILE] [--listen ENDPOINT] [--drain-timeout S]"
     longdesc = (
         "Serve the codexgw gateway. With no configuration it serves the built-in "
         "offline demo model on 127.0.0.1:8080; set CODEXGW_UPSTREAM_URL (and "
@@ -69,13 +69,17 @@ class StopOnTerm(Service):
 
 
 def makeService(options: Options) -> IService:
+    environ = dict(os.environ)
+    if options["listen"]:
+        # Through validation, not around it: whether the gateway may run
+        # without keys depends on where it listens.
+        environ["CODEXGW_LISTEN"] = options["listen"]
     try:
-        config = load(options["config"])
+        config = load(options["config"], environ)
     except ConfigError as e:
         # twistd would print a traceback; an operator needs the problems.
         sys.stderr.write(f"codexgw: {e}\n")
         raise SystemExit(os.EX_CONFIG) from None
-    listen = options["listen"] or config.listen
-    service = GatewayService(config, listen=listen, drainTimeout=options["drain-timeout"])
+    service = GatewayService(config, drainTimeout=options["drain-timeout"])
     StopOnTerm().setServiceParent(service)  # type: ignore[no-untyped-call]
     return service
