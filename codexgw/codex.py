@@ -192,3 +192,37 @@ def codexToml(
         lines.append("# env_key: none needed, this gateway runs without keys")
     lines.append('wire_api = "responses"')
     return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """
+    C{python -m codexgw.codex [--config FILE] [--output PATH]}: write the
+    catalog file a Codex CLI is pointed at with C{-c model_catalog_json=PATH}
+    (the routes with C{codex:} metadata, as C{GET /v1/models?format=codex}
+    serves it; C{codexgw codex-config} also writes the config block).
+    """
+    import argparse
+    import sys
+
+    from codexgw.config import ConfigError, load
+
+    parser = argparse.ArgumentParser(prog="python -m codexgw.codex", description=main.__doc__)
+    parser.add_argument("--config", help="the gateway's YAML config (default: $CODEXGW_CONFIG)")
+    parser.add_argument("--output", "-o", help="file to write (default: standard output)")
+    args = parser.parse_args(argv)
+    try:
+        config = load(args.config)
+    except ConfigError as e:
+        sys.stderr.write(f"{e}\n")
+        return 2
+    data = orjson.dumps(catalog(config), option=orjson.OPT_INDENT_2) + b"\n"
+    if args.output:
+        with open(args.output, "wb") as f:
+            f.write(data)
+    else:
+        sys.stdout.buffer.write(data)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
