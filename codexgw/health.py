@@ -59,6 +59,7 @@ class HealthChecker:
         self._timeout = timeout
         self.states = {name: UpstreamState() for name in upstreams}
         self._inflight: dict[str, list[Deferred[UpstreamState]]] = {}
+        self._running: dict[str, Deferred[None]] = {}
         self.started = clock.seconds()
         self.onChange: Any = None
 
@@ -74,8 +75,15 @@ class HealthChecker:
             waiting.append(d)
             return d
         self._inflight[name] = [d]
-        Deferred.fromCoroutine(self._probe(name, now))
+        running = Deferred.fromCoroutine(self._probe(name, now))
+        if not running.called:
+            self._running[name] = running
         return d
+
+    def stop(self) -> None:
+        """Abandon the probes in flight (at shutdown): no upstream request outlives us."""
+        for running in list(self._running.values()):
+            running.cancel()
 
     async def _probe(self, name: str, started: float) -> None:
         state = self.states[name]
@@ -95,6 +103,7 @@ class HealthChecker:
             state.error = type(e).__name__
         state.checked_at = self._clock.seconds()
         state.latency_ms = round((state.checked_at - started) * 1000, 1)
+        self._running.pop(name, None)
         if self.onChange is not None:
             self.onChange(name, state)
         for d in self._inflight.pop(name, []):

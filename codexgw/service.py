@@ -15,8 +15,9 @@ from typing import Any
 
 import orjson
 from twisted.application import strports
+from twisted.application.internet import TimerService
 from twisted.application.service import IService, MultiService, Service
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 from twisted.web.resource import IResource
 
@@ -118,6 +119,8 @@ class Gateway:
             )
         else:
             self.limiter = MemoryRateLimiter(reactor)
+            # In-process limits cannot be unreachable; 0 would page someone.
+            self.metrics.ratelimit_backend_up.set(1)
         self.proxy.onTokens = self._tokensUsed
         self._store: IResponseStore | None = None
         if config.auth_implicitly_off:
@@ -235,17 +238,34 @@ class Gateway:
         C{deadline} seconds to finish before they are ended cleanly.
         """
         self.draining = True
-        active = list(self.proxy.active)
-        if not active:
-            return succeed(None)
-        waits = [r.request.notifyFinish() for r in active]
-        call = self.clock.callLater(deadline, self._endAll)
+        idle = self.proxy.idle()
+        if idle.called:
+            return idle
+        done: Deferred[None] = Deferred()
 
-        def cleanup(_: object) -> None:
+        def deadlineReached() -> None:
+            # Streams end with a proper terminal event; a request still
+            # waiting for its upstream's first byte is cut when the process
+            # exits: the deadline is the operator's hard cap.
+            self._endAll()
+            if not done.called:
+                done.callback(None)
+
+        call = self.clock.callLater(deadline, deadlineReached)
+
+        def quiet(_: object) -> None:
             if call.active():
                 call.cancel()
+            if not done.called:
+                done.callback(None)
 
-        return DeferredList(waits, consumeErrors=True).addCallback(cleanup)
+        idle.addCallback(quiet)
+        return done
+
+    def probeAll(self) -> None:
+        """Probe every upstream now (each at most once per probe interval)."""
+        for name in self.upstreams:
+            self.health.probe(name)
 
     def _endAll(self) -> None:
         for relay in list(self.proxy.active):
@@ -254,6 +274,7 @@ class Gateway:
     def close(self) -> Deferred[None]:
         """Release sockets: the demo listener and pooled upstream connections."""
         self._endAll()
+        self.health.stop()
         waits: list[Deferred[Any]] = [self.pool.closeCachedConnections()]
         if self._store is not None:
             waits.append(self._store.close())
@@ -286,6 +307,10 @@ class GatewayService(MultiService):
         self.gateway = Gateway(config, reactor)
         self.resource = self.gateway.resource
         self.drainTimeout = config.drain_timeout if drainTimeout is None else drainTimeout
+        # Upstream health is known before anyone asks: the upstream_up gauge
+        # and its alert work even where nothing polls /health/ready.
+        if config.health_probe_interval:
+            TimerService(config.health_probe_interval, self.gateway.probeAll).setServiceParent(self)
         endpoint = config.listen if listen == "" else listen
         if endpoint:
             site = self.gateway.makeSite()
@@ -310,7 +335,7 @@ class GatewayService(MultiService):
         self.gateway.draining = True
         log.info(
             "shutting down: refusing new requests; {active} in flight get {deadline}s to finish",
-            active=len(self.gateway.proxy.active),
+            active=len(self.gateway.proxy.inflight),
             deadline=self.drainTimeout,
         )
         await self.gateway.drain(self.drainTimeout)

@@ -16,7 +16,7 @@ from twisted.web.resource import IResource, Resource
 from codexgw import tap
 from codexgw.config import parse
 from codexgw.service import GatewayService, makeGatewayResource, makeGatewayService
-from tests.test_integration import LiveGateway, httpClient, serve
+from tests.test_integration import LiveGateway, httpClient, serve, until
 
 
 def freePort() -> int:
@@ -66,6 +66,21 @@ class PluginTests(TestCase):
             tap.makeService(options)
         self.assertIn("upstreams.main.wire_api", err.getvalue())
         self.assertIn("upstreams.main.base_url", err.getvalue())
+
+    def test_listen_option_beyond_loopback_needs_keys_like_the_config_would(self) -> None:
+        import io
+        import sys
+
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("upstreams:\n  main:\n    base_url: http://127.0.0.1:9/v1\n")
+        options = tap.Options()
+        options.parseOptions(["--config", path, "--listen", "tcp:8080:interface=0.0.0.0"])
+        err = io.StringIO()
+        self.patch(sys, "stderr", err)
+        with self.assertRaises(SystemExit):
+            tap.makeService(options)
+        self.assertIn("auth: listening on 'tcp:8080:interface=0.0.0.0'", err.getvalue())
 
     async def test_make_service_listens_where_told(self) -> None:
         live = LiveGateway(self)
@@ -153,6 +168,44 @@ class EmbeddingTests(TestCase):
         http = httpClient(self)
         response = await http.get(f"http://127.0.0.1:{port.getHost().port}/gw/health/live")
         self.assertEqual(await response.json(), {"status": "ok"})
+
+
+class BackgroundProbeTests(TestCase):
+    async def test_upstream_health_is_known_without_anyone_asking(self) -> None:
+        live = LiveGateway(self)
+        base = f"http://127.0.0.1:{live.upstreamPort.getHost().port}/v1"
+        service = GatewayService(
+            parse(
+                {
+                    "upstreams": {
+                        "main": {"base_url": base},
+                        "gone": {"base_url": "http://127.0.0.1:9/v1"},
+                    },
+                    "default_upstream": "main",
+                    "server": {"health_probe_interval": 0.05},
+                    "store": {"backend": "none"},
+                },
+                "t.yaml",
+                {},
+            ),
+            listen=None,
+        )
+        service.startService()
+        self.addCleanup(service.stopService)
+        registry = service.gateway.metrics.registry
+
+        def up(name: str) -> float | None:
+            return registry.get_sample_value("codexgw_upstream_up", {"upstream": name})
+
+        self.assertTrue(await until(lambda: up("main") == 1 and up("gone") == 0))
+        probes = len([r for r in live.upstream.received if r.path.endswith(b"/models")])
+        self.assertTrue(
+            await until(
+                lambda: (
+                    len([r for r in live.upstream.received if r.path.endswith(b"/models")]) > probes
+                )
+            )
+        )
 
 
 class ShutdownTests(TestCase):
