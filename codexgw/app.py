@@ -29,8 +29,8 @@ from codexgw.errors import (
     MethodNotAllowed,
     NotFound,
     RateLimited,
+    ServiceUnavailable,
     ShuttingDown,
-    UpstreamUnavailable,
 )
 from codexgw.metrics import CONTENT_TYPE
 from codexgw.proxy import Exchange
@@ -198,9 +198,8 @@ class GatewayApp:
                 ex.request.setHeader(name, value)
             return
         if decision.unavailable:
-            raise UpstreamUnavailable(
+            raise ServiceUnavailable(
                 "rate limits cannot be checked right now; retry",
-                status=503,
                 code="rate_limiter_unavailable",
                 headers=decision.headers,
             )

@@ -27,6 +27,11 @@ class GatewayError(Exception):
     status: int = 500
     type: str = "server_error"
     code: str | None = None
+    kind: str = "other"
+    """
+    For C{upstream_error}s, the bounded metric label: connect, timeout,
+    status or circuit_open (never a code an upstream wrote).
+    """
 
     def __init__(
         self,
@@ -108,6 +113,7 @@ class UpstreamUnavailable(GatewayError):
     status = 502
     type = "upstream_error"
     code = "upstream_unavailable"
+    kind = "connect"
 
 
 class UpstreamTimeout(GatewayError):
@@ -116,14 +122,18 @@ class UpstreamTimeout(GatewayError):
     status = 504
     type = "upstream_error"
     code = "upstream_timeout"
+    kind = "timeout"
 
 
-class UpstreamProtocolError(GatewayError):
-    """The upstream answered with something that is not the protocol it claims."""
+class ServiceUnavailable(GatewayError):
+    """
+    A backend of the gateway itself (the shared rate limiter, the response
+    store) cannot be reached right now; retrying later may work (503).
+    """
 
-    status = 502
-    type = "upstream_error"
-    code = "upstream_protocol_error"
+    status = 503
+    type = "server_error"
+    code = "service_unavailable"
 
 
 class ShuttingDown(GatewayError):

@@ -150,12 +150,14 @@ async def firstAnswer(
             max(1, int(b.cooldown - (b.clock.seconds() - b.openedAt)) + 1)
             for b in (breakers[u.name] for u in candidates)
         ]
-        raise UpstreamUnavailable(
+        cooling = UpstreamUnavailable(
             "every upstream for this model is cooling down after repeated failures",
             status=503,
             code="upstreams_cooling_down",
             headers={b"retry-after": str(min(waits)).encode()},
         )
+        cooling.kind = "circuit_open"
+        raise cooling
     error: GatewayError | None = None
     for n, upstream in enumerate(allowed):
         last = n == len(allowed) - 1

@@ -54,7 +54,9 @@ class GatewayMetrics:
         )
         self.upstream_errors = Counter(
             "codexgw_upstream_errors_total",
-            "Upstream failures, by upstream and kind (connect, timeout, status, stream).",
+            "Upstream failures, by upstream and kind: connect (unreachable), timeout, status "
+            "(an error answer before any stream), circuit_open (every upstream of the route "
+            "cooling down), stream (broke after the first byte).",
             ["upstream", "kind"],
             registry=r,
         )

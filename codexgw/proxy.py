@@ -40,7 +40,6 @@ _PASS_HEADERS = frozenset(
         b"content-type",
         b"retry-after",
         b"retry-after-ms",
-        b"x-request-id",
         b"openai-processing-ms",
         b"openai-version",
         b"openai-model",
@@ -61,7 +60,7 @@ class _Discard(Protocol):
         self.transport.stopProducing()  # type: ignore[attr-defined]
 
 
-@attrs.define(slots=True)
+@attrs.define(slots=True, eq=False)
 class Exchange:
     """
     The accounting record of one request.
@@ -95,6 +94,8 @@ class Proxy:
     The shared steps of every route.
 
     @ivar active: relays in flight, so shutdown can end them.
+    @ivar inflight: every exchange from arrival to its access line, relayed
+        or still waiting for an upstream: what a drain waits for.
     """
 
     def __init__(
@@ -111,6 +112,8 @@ class Proxy:
         self.heartbeat = heartbeat
         self.maxLine = maxLine
         self.active: set[_Relay] = set()
+        self.inflight: set[Exchange] = set()
+        self._idle: list[Deferred[None]] = []
         self.onTokens: Any = None
         self._observers: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._streamGauges: dict[str, Any] = {}
@@ -128,7 +131,17 @@ class Proxy:
         request.setHeader(b"x-content-type-options", b"nosniff")
         request.setHeader(b"cache-control", b"no-store")
         request.setHeader(b"x-request-id", request_id.encode("latin-1"))
-        return Exchange(request, route, self.clock.seconds(), request_id, supplied)
+        ex = Exchange(request, route, self.clock.seconds(), request_id, supplied)
+        self.inflight.add(ex)
+        return ex
+
+    def idle(self) -> Deferred[None]:
+        """Fire once no exchange is in flight (at once if none is)."""
+        if not self.inflight:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._idle.append(d)
+        return d
 
     def readJSON(self, request: Request) -> tuple[dict[str, Any], bytes]:
         """
@@ -170,12 +183,20 @@ class Proxy:
 
     def copyResponseHeaders(self, ex: Exchange, response: Any) -> None:
         request = ex.request
+        mine = request.responseHeaders
         for name, values in response.headers.getAllRawHeaders():
             lower = name.lower()
-            if lower == b"x-request-id" and ex.client_request_id:
-                continue
-            if lower in _PASS_HEADERS or lower.startswith(b"x-ratelimit-"):
-                request.responseHeaders.setRawHeaders(lower, values)
+            if lower == b"x-request-id":
+                # Ours stays: it is the one in our logs and the one we sent
+                # upstream; the upstream's own id is kept beside it.
+                mine.setRawHeaders(b"x-upstream-request-id", values)
+            elif lower.startswith(b"x-ratelimit-"):
+                # The gateway's own limits for this key, when it has any, are
+                # the ones this client is held to.
+                if not mine.hasHeader(lower):
+                    mine.setRawHeaders(lower, values)
+            elif lower in _PASS_HEADERS:
+                mine.setRawHeaders(lower, values)
 
     def sending(self, ex: Exchange) -> None:
         """Mark the start of the upstream request, for its latency."""
@@ -314,7 +335,7 @@ class Proxy:
         ex.status = error.status
         ex.outcome = "error"
         if error.type == "upstream_error":
-            self.metrics.upstream_errors.labels(ex.upstream, error.code or "error").inc()
+            self.metrics.upstream_errors.labels(ex.upstream, error.kind).inc()
         request.setResponseCode(error.status)
         request.setHeader(b"content-type", _JSON)
         for name, value in error.headers.items():
@@ -333,6 +354,11 @@ class Proxy:
         if ex.finished:
             return
         ex.finished = True
+        self.inflight.discard(ex)
+        if not self.inflight and self._idle:
+            waiters, self._idle = self._idle, []
+            for d in waiters:
+                d.callback(None)
         now = self.clock.seconds()
         key = (ex.route, ex.upstream)
         observers = self._observers.get(key)

@@ -60,7 +60,11 @@ class NonStreamedRelayTests(SynchronousTestCase):
         status, headers, got = self.client.response()
         self.assertEqual((status, got), (200, body))
         self.assertEqual(headers[b"content-type"], b"application/json")
-        self.assertEqual(headers[b"x-request-id"], b"req_upstream")
+        # Ours is the id in our logs and the one sent upstream; the
+        # upstream's own comes back beside it.
+        self.assertTrue(headers[b"x-request-id"].startswith(b"gw-"))
+        self.assertEqual(headers[b"x-request-id"], self.h.sent[0].header(b"x-request-id"))
+        self.assertEqual(headers[b"x-upstream-request-id"], b"req_upstream")
         self.assertEqual(headers[b"x-ratelimit-remaining-requests"], b"99")
         self.assertEqual(headers[b"content-length"], b"%d" % len(body))
         self.assertNotIn(b"set-cookie", headers)
@@ -171,9 +175,7 @@ class UpstreamFailureTests(SynchronousTestCase):
         self.assertEqual(error["code"], "upstream_unavailable")
         self.assertIn("connection refused", error["message"])
         self.assertEqual(
-            self.h.metric(
-                "codexgw_upstream_errors_total", upstream="main", kind="upstream_unavailable"
-            ),
+            self.h.metric("codexgw_upstream_errors_total", upstream="main", kind="connect"),
             1.0,
         )
 
@@ -352,3 +354,55 @@ class LateAnswerTests(SynchronousTestCase):
         self.assertEqual(ex.outcome, CLIENT_GONE)
         self.assertEqual(response.transport.producerState, "stopped")
         self.assertEqual(h.gateway.proxy.active, set())
+
+
+class UpstreamErrorKindTests(SynchronousTestCase):
+    """The kind label is one of a fixed few, whatever an upstream writes."""
+
+    def test_an_upstreams_own_error_codes_never_become_label_values(self) -> None:
+        h = Harness(makeConfig())
+        responses = b"/v1/responses"
+        for i in range(3):
+            client = h.connect()
+            client.post(responses, {"model": "m1", "input": "hi"})
+            invented = b'{"error": {"message": "boom", "code": "made_up_%d"}}' % i
+            h.sent[-1].respond(500, {b"content-type": b"application/json"}, invented)
+            self.assertEqual(client.response()[0], 500)
+        client = h.connect()
+        client.post(responses, {"model": "m1", "input": "hi"})
+        h.sent[-1].deferred.errback(Failure(ConnectionRefusedError()))
+        kinds = {
+            s.labels["kind"]: s.value
+            for metric in h.gateway.metrics.registry.collect()
+            if metric.name == "codexgw_upstream_errors"
+            for s in metric.samples
+            if s.name.endswith("_total")
+        }
+        self.assertEqual(kinds, {"status": 3.0, "connect": 1.0})
+
+
+class DrainTests(SynchronousTestCase):
+    def test_a_request_still_waiting_for_its_upstream_is_drained_too(self) -> None:
+        h = Harness(makeConfig())
+        client = h.connect()
+        client.post(CHAT, {"model": "m1", "messages": []})
+        self.assertEqual(h.gateway.proxy.active, set(), "no relay yet: nothing answered")
+        drained = h.gateway.drain(30)
+        self.assertNoResult(drained)
+        h.reactor.advance(5)
+        h.sent[0].respond(200, {b"content-type": b"application/json"}, b'{"id": "late"}')
+        self.assertEqual(client.response()[0], 200, "it was answered, not cut")
+        self.successResultOf(drained)
+
+    def test_the_deadline_is_a_hard_cap(self) -> None:
+        h = Harness(makeConfig())
+        h.connect().post(CHAT, {"model": "m1", "messages": []})
+        drained = h.gateway.drain(30)
+        h.reactor.advance(29)
+        self.assertNoResult(drained)
+        h.reactor.advance(1)
+        self.successResultOf(drained)
+
+    def test_an_idle_gateway_drains_at_once(self) -> None:
+        h = Harness(makeConfig())
+        self.successResultOf(h.gateway.drain(30))

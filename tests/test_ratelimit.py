@@ -165,6 +165,24 @@ class GatewayLimitTests(SynchronousTestCase):
         self.assertEqual(len(h.sent), 2)
         self.assertEqual(h.metric("codexgw_rate_limited_total", key="alice"), 1)
 
+    def test_the_gateways_limit_headers_win_over_the_upstreams(self) -> None:
+        h = Harness(self.config())
+        client = h.connect()
+        client.post(
+            b"/v1/chat/completions",
+            {"model": "m", "messages": []},
+            {b"authorization": b"Bearer ka"},
+        )
+        upstreamHeaders = {
+            **JSON,
+            b"x-ratelimit-remaining-requests": b"9999",
+            b"x-ratelimit-limit-requests-day": b"50000",
+        }
+        h.sent[-1].respond(200, upstreamHeaders, b"{}")
+        _, headers, _ = client.response()
+        self.assertEqual(headers[b"x-ratelimit-remaining-requests"], b"1", "alice's own limit")
+        self.assertEqual(headers[b"x-ratelimit-limit-requests-day"], b"50000", "no clash: kept")
+
     def test_defaults_apply_to_keys_without_their_own(self) -> None:
         h = Harness(self.config())
         statuses = [self.call(h, b"kb")[0] for _ in range(6)]

@@ -88,4 +88,8 @@ def upstream_error(status: int, body: bytes) -> GatewayError:
         cls = UpstreamUnavailable
     if mapped == "upstream_error":
         mapped = cls.code or mapped
-    return cls(message, code=mapped, status=status, param=param if isinstance(param, str) else None)
+    error = cls(
+        message, code=mapped, status=status, param=param if isinstance(param, str) else None
+    )
+    error.kind = "status"
+    return error
