@@ -124,8 +124,16 @@ def _files(source: str, data: Any) -> list[Problem]:
     return problems
 
 
-def _warnings(config: Config) -> list[Problem]:
+def _warnings(config: Config, env: Mapping[str, str]) -> list[Problem]:
     warnings = []
+    if not env.get("CODEXGW_UPSTREAM_URL"):
+        for name in ("CODEXGW_UPSTREAM_API_KEY", "CODEXGW_UPSTREAM_WIRE_API"):
+            if env.get(name):
+                warnings.append(
+                    Problem(
+                        name, "", "is set but ignored: it applies only with CODEXGW_UPSTREAM_URL"
+                    )
+                )
     if config.auth_implicitly_off:
         warnings.append(
             Problem(
@@ -183,5 +191,5 @@ def check(
     if listen:
         problems += _listen(source, listen, reactor)
     problems += _files(source, data)
-    warnings = _warnings(config) if config is not None else []
+    warnings = _warnings(config, env) if config is not None else []
     return CheckResult(source, None if problems else config, tuple(problems), tuple(warnings))

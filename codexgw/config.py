@@ -467,8 +467,8 @@ ENVIRONMENT: dict[str, str] = {
     "CODEXGW_CONFIG": "the config file, when --config is not given",
     "CODEXGW_LISTEN": "listen",
     "CODEXGW_UPSTREAM_URL": "upstreams.<default>.base_url (creates the upstream if needed)",
-    "CODEXGW_UPSTREAM_API_KEY": "upstreams.<default>.api_key",
-    "CODEXGW_UPSTREAM_WIRE_API": "upstreams.<default>.wire_api",
+    "CODEXGW_UPSTREAM_API_KEY": "upstreams.<default>.api_key (only with CODEXGW_UPSTREAM_URL)",
+    "CODEXGW_UPSTREAM_WIRE_API": "upstreams.<default>.wire_api (only with CODEXGW_UPSTREAM_URL)",
     "CODEXGW_DEFAULT_UPSTREAM": "default_upstream",
 }
 """The environment variables that override config keys, and what each sets."""
@@ -665,6 +665,65 @@ def _codexModel(r: _Reader, path: str, data: Any) -> CodexModel | None:
     )
 
 
+_PROFILE_CHOICES = {
+    "url_layout": ("openai", "azure"),
+    "max_tokens_field": ("max_tokens", "max_completion_tokens"),
+    "image_detail_original": ("low", "high", "auto"),
+}
+
+
+def _profile(r: _Reader, name: str, data: Any) -> dict[str, Any]:
+    """
+    One user profile's fields, each checked for its type (a quoted "false"
+    is a string, and truthy) and interpolated, so that every mistake is
+    reported at once; the inheritance is L{buildProfiles}'s.
+    """
+    from codexgw.profiles import ProviderProfile
+    from codexgw.translate.dialect import ChatDialect
+
+    path = f"profiles.{name}"
+    raw = r.mapping(path, data)
+    if raw is None:
+        return {}
+    r.unknown(raw, path + ".", "profiles.<name>")
+    types = {
+        f.name: str(f.type) for f in (*attrs.fields(ProviderProfile), *attrs.fields(ChatDialect))
+    }
+    types["extends"] = "str"
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        kind = types.get(key)
+        where = f"{path}.{key}"
+        if kind is None:
+            continue
+        if value is None and "None" in kind:
+            out[key] = None
+            continue
+        checked: Any
+        if kind == "bool":
+            checked = r.boolean(where, value)
+        elif kind.startswith("tuple"):
+            checked = r.strings(where, value)
+        elif kind.startswith("Mapping"):
+            mapping = r.mapping(where, value)
+            checked = None
+            if mapping is not None:
+                checked = {
+                    str(k): v
+                    for k, v in ((k, r.string(f"{where}.{k}", v)) for k, v in mapping.items())
+                    if v is not None
+                }
+        else:
+            checked = r.string(where, value)
+            choices = _PROFILE_CHOICES.get(key)
+            if checked is not None and choices and checked not in choices:
+                r.problem(where, f"expected one of {', '.join(choices)}, got {checked!r}")
+                checked = None
+        if checked is not None:
+            out[key] = checked
+    return out
+
+
 def isLoopback(listen: str) -> bool:
     """Whether an endpoint string only accepts connections from this machine."""
     kind = listen.split(":", 1)[0].lower()
@@ -806,8 +865,12 @@ def parse(data: Any, source: str, environ: Mapping[str, str] | None = None) -> C
         enabled = r.get(rawAuth, "enabled", "auth.", r.boolean, True)
         if rawAuth.get("keys") is not None:
             keys = _keys(r, rawAuth["keys"])
-        if enabled and not keys and "keys" not in rawAuth:
-            r.problem("auth.keys", "at least one key is required while auth is enabled")
+        if enabled and not keys and not rawAuth.get("keys"):
+            r.problem(
+                "auth.keys",
+                "at least one key is required while auth is enabled "
+                "(or set auth.enabled: false to run without keys on purpose)",
+            )
     elif isLoopback(listen):
         enabled, implicit = False, True
     else:
@@ -846,12 +909,8 @@ def parse(data: Any, source: str, environ: Mapping[str, str] | None = None) -> C
         )
 
     rawProfiles = r.get(data, "profiles", "", r.mapping, _EMPTY)
-    profiles: dict[str, Any] = {}
+    profiles = {str(name): _profile(r, str(name), raw) for name, raw in rawProfiles.items()}
     try:
-        for pname, fields in rawProfiles.items():
-            if not isinstance(fields, dict):
-                raise ProfileError(f"profiles.{pname}: expected a mapping, got {_kind(fields)}")
-            profiles[str(pname)] = fields
         known = buildProfiles(profiles)
     except ProfileError as e:
         r.problem(str(e).split(":", 1)[0], str(e).split(": ", 1)[1])

@@ -91,6 +91,13 @@ class AuthTests(SynchronousTestCase):
 
 
 class AuthConfigTests(SynchronousTestCase):
+    def test_an_empty_key_list_with_auth_on_is_refused_not_a_wall_of_401s(self) -> None:
+        with self.assertRaises(ConfigError) as e:
+            parse({"auth": {"keys": []}}, "gw.yaml", {})
+        self.assertIn("gw.yaml: auth.keys: at least one key is required", e.exception.problems[0])
+        config = parse({"auth": {"enabled": False, "keys": []}}, "gw.yaml", {})
+        self.assertFalse(config.auth_enabled)
+
     def test_no_auth_block_is_refused_when_listening_beyond_loopback(self) -> None:
         with self.assertRaises(ConfigError) as e:
             parse({"listen": "tcp:8080:interface=0.0.0.0"}, "gw.yaml", {})

@@ -124,6 +124,17 @@ class CheckConfigTests(SynchronousTestCase):
         self.assertIn("without keys", out)
         self.assertIn("not a real LLM", out)
 
+    def test_an_upstream_key_variable_without_its_url_is_flagged(self) -> None:
+        from codexgw.check import check
+
+        result = check(self.write(GOOD), {"CODEXGW_UPSTREAM_API_KEY": "sk-x"})
+        self.assertTrue(result.ok)
+        self.assertIn(
+            "CODEXGW_UPSTREAM_API_KEY: is set but ignored: it applies only with CODEXGW_UPSTREAM_URL",
+            [str(w) for w in result.warnings],
+        )
+        self.assertNotIn("sk-x", " ".join(str(w) for w in result.warnings))
+
     def test_an_unreadable_or_broken_file_is_one_clear_problem(self) -> None:
         code, out, _ = run("check-config", "/nonexistent/codexgw.yaml")
         self.assertEqual(code, cli.EX_PROBLEM)

@@ -139,6 +139,44 @@ class WireTests(SynchronousTestCase):
             parse({"upstreams": {"m": {"base_url": "http://h", "provider": "nope"}}}, "t.yaml", {})
         self.assertIn("upstreams.m.provider", e.exception.problems[0])
 
+    def test_every_profile_mistake_is_reported_at_once_with_its_type(self) -> None:
+        with self.assertRaises(ConfigError) as e:
+            parse(
+                {
+                    "profiles": {
+                        "a": {"supports_strict": "no", "max_tokens_field": "max_tokenz"},
+                        "b": {"reasoning_fields": "reasoning", "headers": ["x"], "send_back": 1},
+                    }
+                },
+                "t.yaml",
+                {},
+            )
+        keys = {p.split(": ")[1] for p in e.exception.problems}
+        self.assertEqual(
+            keys,
+            {
+                "profiles.a.supports_strict",
+                "profiles.a.max_tokens_field",
+                "profiles.b.reasoning_fields",
+                "profiles.b.headers",
+                "profiles.b.send_back",
+            },
+        )
+        self.assertIn("did you mean 'send_back_reasoning'?", " ".join(e.exception.problems))
+
+    def test_profile_values_take_variables_like_the_rest_of_the_config(self) -> None:
+        config = parse(
+            {
+                "profiles": {"p": {"headers": {"x-tenant": "${TENANT}"}, "supports_user": "false"}},
+                "upstreams": {"m": {"base_url": "http://h/v1", "provider": "p"}},
+            },
+            "t.yaml",
+            {"TENANT": "blue"},
+        )
+        profile = buildProfiles(config.profiles)["p"]
+        self.assertEqual(profile.headers, {"x-tenant": "blue"})
+        self.assertIs(profile.dialect.supports_user, False)
+
     def test_fifteen_families_ship(self) -> None:
         for name in [
             "openai",
