@@ -260,7 +260,7 @@ class Bridge:
         # The translator follows the first candidate's request: candidates
         # differ in dialect (what is sent), not in what their streams mean.
         chat = self.translate(call, call.candidates[0])
-        translator = ChatToResponses(chat, model=ex.model)
+        translator = ChatToResponses(chat, model=ex.model, stored=keep)
         stream = chat.client_stream
         adapter: Any = (
             StreamingAdapter(translator) if stream else BufferingAdapter(translator, request)
@@ -322,20 +322,11 @@ class Bridge:
                 request.write(first)
         ex.status = 200
         ctype = response.headers.getRawHeaders(b"content-type", [b""])[0]
-        if not ctype.startswith(b"text/event-stream"):
-            # Answered with plain JSON despite stream: true.
-            raw = await treq.content(response)
-            try:
-                completion = orjson.loads(raw)
-                out = adapter.event(SSEEvent(orjson.dumps(completionAsChunk(completion)).decode()))
-                out += adapter.end(COMPLETE, "")
-            except Exception:
-                out = adapter.end(BAD_STREAM, "upstream answered neither SSE nor a chat completion")
-            if out:
-                request.write(out)
-            request.finish()
-            return
-        await self.proxy.translate(ex, upstream, response, adapter, stream)
+        if ctype.startswith(b"text/event-stream"):
+            await self.proxy.translate(ex, upstream, response, adapter, stream)
+        else:
+            # Answered with plain JSON despite stream: true; kept like any turn.
+            await self.completion(ex, response, adapter)
         if keep and translator.done and translator.response.get("status") != "failed":
             record = StoredResponse(
                 id=translator.response["id"],
@@ -357,6 +348,29 @@ class Bridge:
                 )
 
             store.save(record).addErrback(unsaved)
+
+    async def completion(self, ex: Any, response: Any, adapter: Any) -> None:
+        """
+        Answer from an upstream that sent one whole C{chat.completion}
+        instead of the stream it was asked for: the translator sees it as a
+        single chunk, and the exchange is accounted as a relay's would be.
+        """
+        request = ex.request
+        raw = await treq.content(response)
+        outcome = COMPLETE
+        try:
+            chunk = completionAsChunk(orjson.loads(raw))
+            out = adapter.event(SSEEvent(orjson.dumps(chunk).decode()))
+            out += adapter.end(COMPLETE, "")
+        except Exception:
+            outcome = BAD_STREAM
+            out = adapter.end(BAD_STREAM, "upstream answered neither SSE nor a chat completion")
+        if out:
+            request.write(out)
+        usage = adapter.usage
+        ex.usage = usage if isinstance(usage, dict) else None
+        self.proxy.ended(ex, outcome)
+        request.finish()
 
 
 class _EarlyStart:

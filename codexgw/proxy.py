@@ -66,6 +66,7 @@ class Exchange:
     The accounting record of one request.
 
     @ivar request_id: the id used in logs and sent upstream.
+    @ivar status: the HTTP status the client was sent.
     @ivar outcome: how the exchange ended (a relay outcome, C{error} or
         C{complete}).
     """
@@ -299,17 +300,36 @@ class Proxy:
             self.active.discard(relay)
             if gauge is not None:
                 gauge.dec()
-            ex.outcome = relay.outcome or COMPLETE
             ex.firstByteAt = relay.firstByteAt
             ex.usage = relay.usage()
-            if ex.outcome not in (COMPLETE, CLIENT_GONE):
-                self.metrics.upstream_errors.labels(ex.upstream, "stream").inc()
+            self.ended(ex, relay.outcome or COMPLETE)
 
         relay = makeRelay(onDone)
         self.active.add(relay)
         ex.relay = relay
         response.deliverBody(relay)
         return done
+
+    def ended(self, ex: Exchange, outcome: str) -> None:
+        """
+        Account how the body of C{ex}'s answer ended: C{outcome} is a relay
+        outcome.
+
+        A bridge answering a whole (non-streamed) object learns only at the
+        end that it has an error to send instead, after the exchange was
+        marked 200: the status the client was actually sent is the one
+        counted, and a body that ended cleanly but became an error answer
+        is an C{error}. A stream keeps its 200 and the outcome says how it
+        ended.
+        """
+        ex.outcome = outcome
+        if outcome not in (COMPLETE, CLIENT_GONE):
+            self.metrics.upstream_errors.labels(ex.upstream, "stream").inc()
+        code = ex.request.code
+        if code != ex.status:
+            ex.status = code
+            if outcome == COMPLETE:
+                ex.outcome = "error"
 
     def onRetry(self, ex: Exchange) -> Any:
         """A callback counting and logging each retry of C{ex}'s upstream request."""

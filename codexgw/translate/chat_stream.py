@@ -157,6 +157,8 @@ class ChatToResponses:
         by default; raw reasoning text only when asked to).
     @param reasoning_key: HMAC key for sealed reasoning tokens, or L{None}.
     @param clock: returns Unix seconds, for C{completed_at}.
+    @param stored: whether the gateway keeps this response, which is what
+        its C{store} field says; L{None} echoes the request's C{store}.
     """
 
     def __init__(
@@ -169,6 +171,7 @@ class ChatToResponses:
         reasoning_as: str = "text",
         reasoning_key: bytes | None = None,
         clock: Callable[[], float] = time.time,
+        stored: bool | None = None,
     ) -> None:
         self._request = request
         self._tool_map = request.tool_map
@@ -193,6 +196,8 @@ class ChatToResponses:
             "usage": None,
             **request.echo,
         }
+        if stored is not None:
+            self.response["store"] = stored
         self.done = False
         self._started = False
         self._seq = 0

@@ -357,6 +357,17 @@ class ItemShapeTests(SynchronousTestCase):
         self.assertEqual(final["prompt_cache_key"], body["prompt_cache_key"])
         self.assertEqual(final["model"], "m1")
 
+    def test_store_says_whether_the_gateway_keeps_it_not_what_was_asked(self) -> None:
+        body = codex_body()
+        body["store"] = False
+        for stored in (True, False):
+            t = translator(responses_to_chat(body, ChatDialect()), stored=stored)
+            events = t.start() + t.feed(chunk({"content": "x"}, "stop")) + t.finish()
+            check_stream(events)
+            self.assertEqual(
+                [e["response"]["store"] for e in events if "response" in e], [stored] * 3
+            )
+
     def test_local_shell_calls_come_back_as_local_shell_call_items(self) -> None:
         body = {"model": "m", "input": "hi", "tools": [{"type": "local_shell"}]}
         t = translator(responses_to_chat(body, ChatDialect()))
