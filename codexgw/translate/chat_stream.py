@@ -88,10 +88,11 @@ def unseal_reasoning(token: object, key: bytes | None = None) -> str | None:
 def _int(value: object) -> int:
     if isinstance(value, bool):
         return 0
+    # Counts only: anything a JSON encoder could not write back is no count.
     if isinstance(value, int):
-        return value
+        return value if 0 <= value < 2**63 else 0
     if isinstance(value, float):
-        return int(value)
+        return int(value) if 0 <= value < 2**53 else 0
     return 0
 
 

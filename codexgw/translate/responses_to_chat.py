@@ -131,6 +131,9 @@ def responses_to_chat(
 # -- settings ----------------------------------------------------------------
 
 
+_MAX_TOKENS = 2**31 - 1
+
+
 def _number(body: dict[str, Any], name: str) -> float | int | None:
     value = body.get(name)
     if value is None:
@@ -150,6 +153,13 @@ def _settings(
             chat[name] = value
     limit = _number(body, "max_output_tokens")
     if limit is not None:
+        # A float such as 1e300 would become an integer no upstream (and no
+        # JSON encoder) takes: refuse what cannot be a token count.
+        if limit != int(limit) or not 1 <= limit <= _MAX_TOKENS:
+            raise InvalidRequest(
+                f"max_output_tokens must be a whole number from 1 to {_MAX_TOKENS}",
+                param="max_output_tokens",
+            )
         chat[dialect.max_tokens_field] = int(limit)
     reasoning = body.get("reasoning")
     if isinstance(reasoning, dict) and isinstance(reasoning.get("effort"), str):

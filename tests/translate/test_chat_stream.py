@@ -303,6 +303,10 @@ class ItemShapeTests(SynchronousTestCase):
         self.assertEqual(type(map_usage({"prompt_tokens": 3.0})["input_tokens"]), int)
         self.assertEqual(map_usage(None)["output_tokens_details"], {"reasoning_tokens": 0})
 
+    def test_usage_no_encoder_could_write_back_counts_as_nothing(self) -> None:
+        usage = map_usage({"prompt_tokens": 1e300, "completion_tokens": 2**70})
+        self.assertEqual((usage["input_tokens"], usage["output_tokens"]), (0, 0))
+
     def test_reasoning_as_summary_uses_summary_index_events(self) -> None:
         t = translator(reasoning_as="summary")
         events = (

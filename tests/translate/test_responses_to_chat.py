@@ -311,6 +311,16 @@ class ErrorTests(SynchronousTestCase):
         )
         self.assertInvalid({"model": "m", "input": [fc("a", args=3)]}, "input[0].arguments")  # type: ignore[arg-type]
 
+    def test_a_token_cap_that_is_no_count_is_refused(self) -> None:
+        for cap in (1e300, 0, -5, 10.5, 2**40):
+            self.assertInvalid(
+                {"model": "m", "input": "hi", "max_output_tokens": cap}, "max_output_tokens"
+            )
+        self.assertEqual(
+            chat({"model": "m", "input": "hi", "max_output_tokens": 64.0})["max_completion_tokens"],
+            64,
+        )
+
     def test_missing_model_is_refused(self) -> None:
         self.assertInvalid({"input": "hi"}, "model")
 
