@@ -31,11 +31,13 @@ from codexgw.errors import (
     RateLimited,
     ServiceUnavailable,
     ShuttingDown,
+    StoreUnavailable,
 )
 from codexgw.metrics import CONTENT_TYPE
 from codexgw.proxy import Exchange
 from codexgw.relay import CLIENT_GONE
 from codexgw.upstream import Upstream
+from codexgw.web import STANDARD_HEADERS
 
 if TYPE_CHECKING:
     from codexgw.service import Gateway
@@ -221,6 +223,16 @@ class GatewayApp:
         try:
             await work(ex)
             return None
+        except StoreUnavailable as e:
+            # An outage, not a bug: one line, no traceback.
+            log.warn(
+                "response store unavailable: {cause}; answered 503 on {route} "
+                "request_id={request_id}",
+                cause=e.cause,
+                route=ex.route,
+                request_id=ex.request_id,
+            )
+            return proxy.fail(ex, e)
         except GatewayError as e:
             return proxy.fail(ex, e)
         except CancelledError:
@@ -243,9 +255,10 @@ class GatewayApp:
 
     async def _stored(self, request: Request, rid: str, suffix: str) -> bytes | None:
         """
-        Stored responses live with a Responses upstream: relay the call there
-        untouched (the default upstream if it speaks Responses, else the
-        first that does). Bridged responses are not stored (yet): 404.
+        A bridged turn this key stored is answered here; any other id
+        (unknown, expired, or another key's) is relayed untouched to the
+        Responses upstream that may hold it (the default upstream if it
+        speaks Responses, else the first that does), or is 404 without one.
         """
         proxy = self.proxy
 
@@ -254,10 +267,11 @@ class GatewayApp:
             ex.key = key.name
             store = self.gateway.store
             record = await store.get(rid) if store is not None else None
+            if record is not None and record.owner != key.name:
+                # Another key's response must look exactly like none: same
+                # answer, same routing, nothing of it used.
+                record = None
             if record is not None:
-                if record.owner != key.name:
-                    # Another key's response must look exactly like none.
-                    raise NotFound(f"No response found with id '{rid}'.", param="response_id")
                 assert store is not None
                 answer = await self._local(store, record, suffix, request)
                 ex.request.write(self.proxy.json(ex, answer))
@@ -373,6 +387,10 @@ class GatewayApp:
 
     @app.route("/metrics", methods=["GET"])
     def metrics(self, request: Request) -> bytes:
+        # Not through proxy.begin: a scrape is not counted as a request; it
+        # carries the headers every answer does all the same.
+        for name, value in STANDARD_HEADERS.items():
+            request.setHeader(name, value)
         request.setHeader(b"content-type", CONTENT_TYPE.encode())
         return self.gateway.metrics.render()
 
@@ -384,10 +402,14 @@ class GatewayApp:
 
     @app.handle_errors(WZMethodNotAllowed)  # type: ignore[arg-type]
     def notAllowed(self, request: Request, failure: Failure) -> bytes:
+        # RFC 9110 15.5.6: a 405 lists the methods the resource takes.
+        valid = getattr(failure.value, "valid_methods", None) or []
+        headers = {b"allow": ", ".join(sorted(valid)).encode("ascii")} if valid else None
         return self._routeError(
             request,
             MethodNotAllowed(
-                f"method {request.method.decode()} is not allowed on {request.path.decode()}"
+                f"method {request.method.decode()} is not allowed on {request.path.decode()}",
+                headers=headers,
             ),
         )
 

@@ -136,6 +136,31 @@ class ServiceUnavailable(GatewayError):
     code = "service_unavailable"
 
 
+class StoreUnavailable(ServiceUnavailable):
+    """
+    The response store cannot be read or written right now: Redis is away or
+    timed out, the SQLite file cannot be opened, is read-only or corrupt
+    (503, C{Retry-After}).
+
+    The client is told only that; C{cause} (what the backend said) goes to
+    the log, and into C{str()} so log lines that format the error carry it.
+
+    @ivar cause: what went wrong, for operators.
+    """
+
+    code = "store_unavailable"
+
+    def __init__(self, cause: str, retryAfter: int = 1) -> None:
+        super().__init__(
+            "stored responses cannot be read or written right now; retry",
+            headers={b"retry-after": str(retryAfter).encode("ascii")},
+        )
+        self.cause = cause
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.cause})"
+
+
 class ShuttingDown(GatewayError):
     """The gateway is draining for shutdown; another replica should answer."""
 

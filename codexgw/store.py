@@ -13,6 +13,11 @@ server to run; its blocking calls run on one thread of their own, never the
 reactor's) and Redis for replicas sharing state. Entries expire after a TTL;
 SQLite drops expired rows a few at a time on writes, Redis by itself, so no
 sweep ever stalls a request.
+
+A store that cannot do its job (Redis away or too slow, a SQLite file that
+cannot be opened, written or read) fails the call with
+L{codexgw.errors.StoreUnavailable}, a 503 the client may retry: never with
+the backend's own exception, which would be a gateway bug (500).
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from zope.interface import Interface, implementer
 
-from codexgw.redisclient import RedisClient
+from codexgw.errors import StoreUnavailable
+from codexgw.redisclient import RedisClient, RedisError, RedisUnavailable
 
 
 @attrs.frozen
@@ -46,7 +52,15 @@ class StoredResponse:
 
     @classmethod
     def loads(cls, data: bytes) -> StoredResponse:
-        return cls(**orjson.loads(data))
+        """
+        A record from its stored bytes.
+
+        @raise StoreUnavailable: the bytes are not a record (a corrupt entry).
+        """
+        try:
+            return cls(**orjson.loads(data))
+        except (ValueError, TypeError) as e:
+            raise StoreUnavailable(f"unreadable stored record: {e}") from None
 
 
 class StoreFull(Exception):
@@ -54,6 +68,11 @@ class StoreFull(Exception):
 
 
 class IResponseStore(Interface):
+    """
+    Where bridged turns are kept. Every call fails with
+    L{StoreUnavailable} when the backend cannot serve it.
+    """
+
     def save(record: StoredResponse) -> Deferred[None]:
         """Keep C{record} for the TTL. @raise StoreFull: over the size cap."""
 
@@ -71,10 +90,15 @@ class IResponseStore(Interface):
 class SQLiteStore:
     """
     @param path: the database file, created (with its directory) if absent.
+        It is opened on the store's thread at the first call, not here: a
+        file that cannot be opened (a directory not writable, a corrupt
+        database) fails each call with L{StoreUnavailable}, and the next
+        call tries again, so fixing the file needs no restart.
     """
 
     def __init__(self, reactor: Any, path: str, ttl: float, maxBytes: int) -> None:
         self.reactor = reactor
+        self.path = path
         self.ttl = ttl
         self.maxBytes = maxBytes
         self._pool = ThreadPool(1, 1, name="codexgw-sqlite")
@@ -82,34 +106,53 @@ class SQLiteStore:
         self._pool.threadFactory = functools.partial(threading.Thread, daemon=True)  # type: ignore[assignment]
         self._pool.start()
         self._closed = False
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
+        # Used only on the pool's one thread.
+        self._db: Any = None
+
+    def _open(self) -> Any:
+        """The connection, opened (and the schema made) on first use."""
+        if self._db is not None:
+            return self._db
         import sqlite3  # here: a gateway that stores nothing need not load it
 
-        # Opened here, used only on the pool's one thread afterwards.
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        # WAL with synchronous=NORMAL: a commit is one append, durable
-        # across a process restart (what the store promises); an fsync per
-        # write halved bridged throughput in bench/.
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS responses "
-            "(id TEXT PRIMARY KEY, expires REAL NOT NULL, data BLOB NOT NULL)"
-        )
-        self._db.execute("CREATE INDEX IF NOT EXISTS responses_expires ON responses (expires)")
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            # WAL with synchronous=NORMAL: a commit is one append, durable
+            # across a process restart (what the store promises); an fsync
+            # per write halved bridged throughput in bench/.
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS responses "
+                "(id TEXT PRIMARY KEY, expires REAL NOT NULL, data BLOB NOT NULL)"
+            )
+            db.execute("CREATE INDEX IF NOT EXISTS responses_expires ON responses (expires)")
+        except BaseException:
+            db.close()
+            raise
+        self._db = db
+        return db
 
     def _run(self, f: Any, *args: Any) -> Deferred[Any]:
-        return deferToThreadPool(self.reactor, self._pool, f, *args)
+        """Run C{f(db, *args)} on the store's thread; its failures are L{StoreUnavailable}."""
+        import sqlite3
+
+        def call() -> Any:
+            try:
+                return f(self._open(), *args)
+            except (sqlite3.Error, OSError) as e:
+                raise StoreUnavailable(f"SQLite {self.path}: {type(e).__name__}: {e}") from None
+
+        return deferToThreadPool(self.reactor, self._pool, call)
 
     def save(self, record: StoredResponse) -> Deferred[None]:
         data = record.dumps()
         if len(data) > self.maxBytes:
             return Deferred.fromCoroutine(_raise(StoreFull(f"{len(data)} bytes")))
 
-        def write() -> None:
+        def write(db: Any) -> None:
             now = time.time()
-            db = self._db
             db.execute("BEGIN")  # one transaction, so one commit per save
             try:
                 db.execute(
@@ -129,8 +172,8 @@ class SQLiteStore:
         return self._run(write)
 
     def get(self, id: str) -> Deferred[StoredResponse | None]:
-        def read() -> StoredResponse | None:
-            row = self._db.execute(
+        def read(db: Any) -> StoredResponse | None:
+            row = db.execute(
                 "SELECT data FROM responses WHERE id = ? AND expires >= ?", (id, time.time())
             ).fetchone()
             return StoredResponse.loads(row[0]) if row else None
@@ -138,8 +181,8 @@ class SQLiteStore:
         return self._run(read)
 
     def delete(self, id: str) -> Deferred[bool]:
-        def remove() -> bool:
-            return self._db.execute("DELETE FROM responses WHERE id = ?", (id,)).rowcount > 0
+        def remove(db: Any) -> bool:
+            return bool(db.execute("DELETE FROM responses WHERE id = ?", (id,)).rowcount > 0)
 
         return self._run(remove)
 
@@ -149,9 +192,11 @@ class SQLiteStore:
         self._closed = True
 
         def shut() -> None:
-            self._db.close()
+            db, self._db = self._db, None
+            if db is not None:
+                db.close()
 
-        d = self._run(shut)
+        d = deferToThreadPool(self.reactor, self._pool, shut)
         d.addBoth(lambda _: self._pool.stop())
         return d
 
@@ -168,24 +213,30 @@ class RedisStore:
         self.maxBytes = maxBytes
         self.prefix = prefix
 
+    async def _execute(self, *args: Any) -> Any:
+        try:
+            return await self.client.execute(*args)
+        except (RedisUnavailable, RedisError) as e:
+            raise StoreUnavailable(f"Redis: {e}") from None
+
     async def _save(self, record: StoredResponse) -> None:
         data = record.dumps()
         if len(data) > self.maxBytes:
             raise StoreFull(f"{len(data)} bytes")
-        await self.client.execute("SET", self.prefix + record.id, data, "PX", int(self.ttl * 1000))
+        await self._execute("SET", self.prefix + record.id, data, "PX", int(self.ttl * 1000))
 
     def save(self, record: StoredResponse) -> Deferred[None]:
         return Deferred.fromCoroutine(self._save(record))
 
     async def _get(self, id: str) -> StoredResponse | None:
-        data = await self.client.execute("GET", self.prefix + id)
+        data = await self._execute("GET", self.prefix + id)
         return StoredResponse.loads(data) if data else None
 
     def get(self, id: str) -> Deferred[StoredResponse | None]:
         return Deferred.fromCoroutine(self._get(id))
 
     async def _delete(self, id: str) -> bool:
-        return bool(await self.client.execute("DEL", self.prefix + id))
+        return bool(await self._execute("DEL", self.prefix + id))
 
     def delete(self, id: str) -> Deferred[bool]:
         return Deferred.fromCoroutine(self._delete(id))

@@ -5,19 +5,39 @@ The twisted.web L{Site} the gateway (and its demo model) serve with.
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
+STANDARD_HEADERS: dict[bytes, bytes] = {
+    b"server": b"codexgw",
+    b"x-content-type-options": b"nosniff",
+    b"cache-control": b"no-store",
+}
+"""The headers every answer of the gateway carries (docs/api.md)."""
+
+
+_PHRASES = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
+
+
+def reasonPhrase(code: int) -> bytes | None:
+    """The standard reason phrase of C{code} (RFC 9110), or L{None} for a non-standard code."""
+    return _PHRASES.get(code)
+
 
 class GatewayRequest(Request):
     """
-    A request that stops storing its body once it passes the site's limit.
+    A request that stops storing its body once it passes the site's limit,
+    and that answers every status with its standard reason phrase.
 
     twisted.web reads the whole body before rendering; counting here means an
     oversized body is refused (413) without being kept, and one far over the
     limit closes the connection instead of being read to the end.
+
+    twisted.web's own phrase table lacks 429, 422 and others (it writes
+    C{Unknown Status}) and spells a few the old way (C{Gateway Time-out}).
     """
 
     tooLarge = False
@@ -29,6 +49,11 @@ class GatewayRequest(Request):
         # a tenth of the per-request cost in bench/.
         kwargs.setdefault("parsePOSTFormSubmission", False)
         super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+    def setResponseCode(self, code: int, message: bytes | None = None) -> None:
+        if message is None:
+            message = reasonPhrase(code)
+        super().setResponseCode(code, message)
 
     def handleContentChunk(self, data: bytes) -> None:
         site = getattr(self.channel, "site", None)

@@ -31,6 +31,11 @@ class BoundsTests(SynchronousTestCase):
         other = h.connect()
         other.post(b"/v1/chat/completions", {"model": "m", "messages": []})
         self.assertEqual(len(h.sent), 1)
+        # Answered, so the exchange ends here: left pending, its coroutine
+        # would be finished (and access-logged) whenever it is collected,
+        # inside some later test.
+        h.sent[0].respond(200, {b"content-type": b"application/json"}, b"{}")
+        self.assertEqual(other.response()[0], 200)
 
     def test_total_timeout_ends_a_stream_that_never_stops(self) -> None:
         h = Harness(makeConfig({"server": {"heartbeat_interval": 5}}, timeouts={"total": 60}))

@@ -185,5 +185,3 @@ class FaultTests(TestCase):
         self.assertEqual(events[-1]["response"]["error"]["code"], "upstream_protocol_error")
         self.assertIn("not JSON", events[-1]["response"]["error"]["message"])
         await self.assertStillServes(live)
-
-

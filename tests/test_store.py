@@ -12,6 +12,7 @@ from twisted.internet import reactor
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
+from codexgw.errors import GatewayError
 from codexgw.redisclient import RedisClient
 from codexgw.store import RedisStore, SQLiteStore, StoredResponse, StoreFull
 from tests.fakes.chat_upstream import chatChunk, textStream
@@ -32,6 +33,14 @@ def record(rid: str, owner: str = "alice", previous: str | None = None) -> Store
         input_items=[{"id": "i" + rid, "type": "message", "role": "user", "content": "hi"}],
         previous_id=previous,
     )
+
+
+async def assertUnavailable(test: TestCase, d: Any) -> GatewayError:
+    """C{d} fails with the gateway's 503 C{store_unavailable}, not the backend's error."""
+    error: GatewayError = await test.assertFailure(d, GatewayError)
+    test.assertEqual((error.status, error.code), (503, "store_unavailable"))
+    test.assertEqual(error.headers, {b"retry-after": b"1"})
+    return error
 
 
 class StoreSuite:
@@ -68,6 +77,37 @@ class SQLiteStoreTests(StoreSuite, TestCase):
         self.addCleanup(self.store.close)
         self.assertEqual((await self.store.get("resp_keep")).id, "resp_keep")
 
+    async def test_a_file_that_is_not_a_database_fails_each_call_until_it_is_fixed(self) -> None:
+        path = os.path.abspath(self.mktemp())
+        with open(path, "wb") as f:
+            f.write(b"garbage " * 1000)
+        broken = SQLiteStore(reactor, path, ttl=3600, maxBytes=4096)  # does not raise
+        self.addCleanup(broken.close)
+        for d in (broken.get("resp_1"), broken.save(record("resp_1")), broken.delete("resp_1")):
+            error = await assertUnavailable(self, d)
+            self.assertIn("SQLite", str(error))
+        os.remove(path)
+        await broken.save(record("resp_1"))
+        self.assertEqual(await broken.get("resp_1"), record("resp_1"))
+
+    async def test_a_path_that_cannot_be_created_is_unavailable(self) -> None:
+        blocker = os.path.abspath(self.mktemp())
+        with open(blocker, "w") as f:
+            f.write("a file, not a directory")
+        store = SQLiteStore(reactor, os.path.join(blocker, "r.sqlite3"), 3600, 4096)
+        self.addCleanup(store.close)
+        await assertUnavailable(self, store.get("resp_1"))
+        await assertUnavailable(self, store.save(record("resp_1")))
+
+    async def test_an_unreadable_record_is_unavailable(self) -> None:
+        await self.store.save(record("resp_bad"))
+
+        def spoil(db: Any) -> None:
+            db.execute("UPDATE responses SET data = ? WHERE id = ?", (b"{not json", "resp_bad"))
+
+        await self.store._run(spoil)
+        await assertUnavailable(self, self.store.get("resp_bad"))
+
     async def test_expired_entries_are_gone(self) -> None:
         short = SQLiteStore(reactor, self.path + "2", ttl=-1, maxBytes=4096)
         self.addCleanup(short.close)
@@ -83,6 +123,24 @@ class RedisStoreTests(StoreSuite, TestCase):
         self.client = RedisClient(reactor, self.server.url)
         self.addCleanup(self.client.close)
         self.store = RedisStore(self.client, ttl=3600, maxBytes=4096)
+
+    async def test_redis_away_is_unavailable_and_its_return_is_noticed(self) -> None:
+        await self.store.save(record("resp_1"))
+        self.server.stop()
+        for d in (
+            self.store.get("resp_1"),
+            self.store.save(record("resp_2")),
+            self.store.delete("resp_1"),
+        ):
+            error = await assertUnavailable(self, d)
+            self.assertIn("Redis", str(error))
+        self.server.start()  # empty again: nothing is saved to disk
+        await self.store.save(record("resp_3"))
+        self.assertEqual(await self.store.get("resp_3"), record("resp_3"))
+
+    async def test_an_unreadable_record_is_unavailable(self) -> None:
+        await self.client.execute("SET", "codexgw:resp:resp_bad", "{not json")
+        await assertUnavailable(self, self.store.get("resp_bad"))
 
 
 class PreviousResponseTests(TestCase):
