@@ -190,13 +190,12 @@ def codexConfig(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 async def probe(args: argparse.Namespace, out: TextIO, err: TextIO, reactor: Any) -> int:
     """C{codexgw probe}; a coroutine so that tests await it on their own reactor."""
     import treq
-    from twisted.web.client import Agent
 
     from codexgw.config import ConfigError, Timeouts, UpstreamConfig, load
     from codexgw.probe import probe as runProbe
     from codexgw.probe import profileYAML
     from codexgw.profiles import ProfileError, buildProfiles
-    from codexgw.upstream import Upstream, makePool
+    from codexgw.upstream import Upstream, makeAgent, makePool
 
     profileName = args.profile_name or args.upstream or "probed"
     try:
@@ -246,7 +245,7 @@ async def probe(args: argparse.Namespace, out: TextIO, err: TextIO, reactor: Any
         timeouts=Timeouts(connect=min(upstreamConfig.timeouts.connect, args.timeout)),
     )
     pool = makePool(reactor, maxPersistentPerHost=2)
-    agent = Agent(reactor, connectTimeout=upstreamConfig.timeouts.connect, pool=pool)
+    agent = makeAgent(reactor, pool, upstreamConfig.timeouts.connect)
     upstream = Upstream(
         upstreamConfig, reactor, pool, agent=agent, profile=profiles[upstreamConfig.provider]
     )

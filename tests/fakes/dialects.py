@@ -99,8 +99,10 @@ class DialectUpstream(Resource):
         self.dialect = dialect
         self.received: list[dict[str, Any]] = []
         self.authorizations: list[bytes | None] = []
+        self.listed = 0
 
     def render_GET(self, request: Request) -> bytes:
+        self.listed += 1
         request.setHeader(b"content-type", b"application/json")
         return orjson.dumps({"object": "list", "data": [{"id": self.dialect.model}]})
 
