@@ -88,6 +88,14 @@ class Adapter:
     def usage(self) -> Any:
         return self.t.response.get("usage")
 
+    @property
+    def failed(self) -> bool:
+        """The answer ended with C{response.failed}: an error inside a 200 stream."""
+        response = getattr(self.t, "response", None)
+        return (
+            bool(self.t.done) and isinstance(response, dict) and response.get("status") == "failed"
+        )
+
 
 class StreamingAdapter(Adapter):
     """Turns upstream Chat events into Responses SSE bytes as they come."""

@@ -302,7 +302,8 @@ class Proxy:
                 gauge.dec()
             ex.firstByteAt = relay.firstByteAt
             ex.usage = relay.usage()
-            self.ended(ex, relay.outcome or COMPLETE)
+            inBand = getattr(getattr(relay, "translator", None), "failed", False)
+            self.ended(ex, relay.outcome or COMPLETE, inBand)
 
         relay = makeRelay(onDone)
         self.active.add(relay)
@@ -310,7 +311,7 @@ class Proxy:
         response.deliverBody(relay)
         return done
 
-    def ended(self, ex: Exchange, outcome: str) -> None:
+    def ended(self, ex: Exchange, outcome: str, failedInBand: bool = False) -> None:
         """
         Account how the body of C{ex}'s answer ended: C{outcome} is a relay
         outcome.
@@ -320,7 +321,7 @@ class Proxy:
         marked 200: the status the client was actually sent is the one
         counted, and a body that ended cleanly but became an error answer
         is an C{error}. A stream keeps its 200 and the outcome says how it
-        ended.
+        ended, C{upstream_error} when it ended in an error event.
         """
         ex.outcome = outcome
         if outcome not in (COMPLETE, CLIENT_GONE):
@@ -330,6 +331,11 @@ class Proxy:
             ex.status = code
             if outcome == COMPLETE:
                 ex.outcome = "error"
+        elif failedInBand and outcome == COMPLETE:
+            # A stream that started 200 and ended in response.failed: the
+            # client saw an error, and so do the access log and metrics.
+            ex.outcome = "upstream_error"
+            self.metrics.upstream_errors.labels(ex.upstream, "stream").inc()
 
     def onRetry(self, ex: Exchange) -> Any:
         """A callback counting and logging each retry of C{ex}'s upstream request."""

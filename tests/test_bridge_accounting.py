@@ -185,6 +185,17 @@ class FailedWholeAnswerAccountingTests(_AccessLog, SynchronousTestCase):
         self.assertEqual(events(client.response()[2])[-1]["type"], "response.failed")
         self.assertAccounted(h, client, "/v1/responses", 200, "upstream_broken")
 
+    def test_a_stream_ending_in_the_upstreams_own_error_is_an_upstream_error(self) -> None:
+        h = Harness()
+        client = h.connect()
+        client.post(RESPONSES, {"model": "m1", "input": "hi", "stream": True})
+        h.sent[0].respond(200, SSE, IN_BAND_ERROR)
+        self.assertEqual(events(client.response()[2])[-1]["type"], "response.failed")
+        self.assertAccounted(h, client, "/v1/responses", 200, "upstream_error")
+        self.assertEqual(
+            h.metric("codexgw_upstream_errors_total", upstream="main", kind="stream"), 1.0
+        )
+
 
 class StoreFieldTests(SynchronousTestCase):
     """The response object's C{store} says whether the gateway keeps the turn."""
