@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import attrs
 from klein import Klein
@@ -91,6 +91,13 @@ def _page(items: list[dict[str, Any]], args: dict[bytes, list[bytes]]) -> dict[s
         "last_id": page[-1].get("id") if page else None,
         "has_more": len(ordered) > limit,
     }
+
+
+def _withoutCredentials(url: str) -> str:
+    """C{url} without any C{user:password@} or query: /health needs no key."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def _model(body: dict[str, Any]) -> str:
@@ -369,7 +376,7 @@ class GatewayApp:
                     state.asDict(),
                     wire_api=upstream.config.wire_api,
                     provider=upstream.config.provider,
-                    base_url=upstream.base_url,
+                    base_url=_withoutCredentials(upstream.base_url),
                 )
             return self.proxy.json(
                 ex,

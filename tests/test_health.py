@@ -4,6 +4,7 @@ Health probes and the models listing, without sockets.
 
 from __future__ import annotations
 
+import orjson
 from twisted.internet.error import ConnectionRefusedError
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -90,6 +91,20 @@ class ReadinessTests(SynchronousTestCase):
 
 
 class ModelsTests(SynchronousTestCase):
+    def test_details_never_show_credentials_written_into_a_base_url(self) -> None:
+        h = Harness(makeConfig(base_url="https://user:s3cret@models.internal:8443/v1?token=t0k"))
+        client = h.connect()
+        client.send(b"GET", b"/health")
+        h.sent[0].respond(200, JSON, MODELS)
+        status, _, body = client.response()
+        self.assertEqual(status, 200)
+        self.assertNotIn(b"s3cret", body)
+        self.assertNotIn(b"t0k", body)
+        details = orjson.loads(body)
+        self.assertEqual(
+            details["upstreams"]["main"]["base_url"], "https://models.internal:8443/v1"
+        )
+
     def test_configured_models_are_listed_without_asking(self) -> None:
         h = Harness(makeConfig(models=["a", "b"]))
         client = h.connect()
