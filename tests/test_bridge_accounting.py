@@ -10,17 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from twisted.internet.defer import Deferred, succeed
 from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import ResponseFailed
-from zope.interface import implementer
 
 from codexgw.bridge import encode
 from codexgw.sse import SSEDecoder
-from codexgw.store import IResponseStore, StoredResponse
 from tests.fakes.chat_upstream import chatChunk, textStream
+from tests.fakes.store import MemoryStore
 from tests.harness import ClientConnection, Harness, makeConfig
 
 RESPONSES = b"/v1/responses"
@@ -34,27 +32,6 @@ IN_BAND_ERROR = (
     chatChunk({"role": "assistant", "content": "Hel"})
     + b'data: {"error": {"message": "the model crashed", "code": "server_error"}}\n\n'
 )
-
-
-@implementer(IResponseStore)
-class MemoryStore:
-    """A response store in a dict: answers at once, so no thread is needed."""
-
-    def __init__(self) -> None:
-        self.records: dict[str, StoredResponse] = {}
-
-    def save(self, record: StoredResponse) -> Deferred[None]:
-        self.records[record.id] = record
-        return succeed(None)
-
-    def get(self, id: str) -> Deferred[StoredResponse | None]:
-        return succeed(self.records.get(id))
-
-    def delete(self, id: str) -> Deferred[bool]:
-        return succeed(self.records.pop(id, None) is not None)
-
-    def close(self) -> Deferred[None]:
-        return succeed(None)
 
 
 def completion(text: str) -> bytes:

@@ -19,13 +19,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import yaml
-from treq.client import HTTPClient
 from twisted.internet import reactor
 from twisted.internet.task import Clock
-from twisted.protocols.policies import WrappingFactory
 from twisted.scripts.twistd import ServerOptions
 from twisted.trial.unittest import SynchronousTestCase, TestCase
-from twisted.web.client import Agent, HTTPConnectionPool
 
 from codexgw import demo_server, tap
 from codexgw.app import GatewayApp
@@ -34,6 +31,8 @@ from codexgw.demo import DEMO_MODEL, reply_for
 from codexgw.failover import CircuitBreaker
 from codexgw.metrics import GatewayMetrics
 from codexgw.service import Gateway
+from tests.test_integration import httpClient
+from tests.test_integration import serve as serveOnLoopback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -870,12 +869,6 @@ class MetricReferenceTests(SynchronousTestCase):
 # --- the standalone demo upstream ---------------------------------------------
 
 
-def httpClient(test: TestCase) -> HTTPClient:
-    pool = HTTPConnectionPool(reactor)
-    test.addCleanup(pool.closeCachedConnections)
-    return HTTPClient(Agent(reactor, pool=pool))
-
-
 class DemoServerTests(TestCase):
     async def serve(self) -> str:
         server = await demo_server.listen(reactor, "tcp:0:interface=127.0.0.1")
@@ -907,17 +900,7 @@ class DemoServerTests(TestCase):
         )
         gateway = Gateway(config)
         self.addCleanup(gateway.close)
-        factory = WrappingFactory(gateway.makeSite())
-        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-
-        async def stop() -> None:
-            stopped = port.stopListening()
-            if stopped is not None:
-                await stopped
-            for protocol in list(factory.protocols):
-                protocol.transport.abortConnection()
-
-        self.addCleanup(stop)
+        port = serveOnLoopback(self, gateway.resource)
         root = f"http://127.0.0.1:{port.getHost().port}"
         http = httpClient(self)
         ready = await http.get(root + "/health/ready")

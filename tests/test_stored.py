@@ -12,13 +12,12 @@ from typing import Any
 
 import orjson
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, succeed
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
-from zope.interface import implementer
 
-from codexgw.store import IResponseStore, SQLiteStore, StoredResponse
+from codexgw.store import SQLiteStore, StoredResponse
 from tests.fakes.chat_upstream import textStream
+from tests.fakes.store import MemoryStore
 from tests.harness import UPSTREAM_URL, ClientConnection, Harness, makeConfig
 from tests.test_integration import until
 
@@ -35,27 +34,6 @@ REDIS_DOWN = {
 KEYS = {"auth": {"keys": [{"name": "alice", "key": "ka"}, {"name": "bob", "key": "kb"}]}}
 ALICE = {b"authorization": b"Bearer ka"}
 BOB = {b"authorization": b"Bearer kb"}
-
-
-@implementer(IResponseStore)
-class MemoryStore:
-    """A store answering at once, for memory-clock tests."""
-
-    def __init__(self) -> None:
-        self.records: dict[str, StoredResponse] = {}
-
-    def save(self, record: StoredResponse) -> Deferred[None]:
-        self.records[record.id] = record
-        return succeed(None)
-
-    def get(self, id: str) -> Deferred[StoredResponse | None]:
-        return succeed(self.records.get(id))
-
-    def delete(self, id: str) -> Deferred[bool]:
-        return succeed(self.records.pop(id, None) is not None)
-
-    def close(self) -> Deferred[None]:
-        return succeed(None)
 
 
 def bobsTurn(rid: str = "resp_bob") -> StoredResponse:
