@@ -32,6 +32,7 @@ from codexgw.metrics import GatewayMetrics
 from codexgw.relay import CLIENT_GONE, COMPLETE, EventRelay, PassThroughRelay, _Relay
 from codexgw.upstream import Upstream
 from codexgw.usage import tokens
+from codexgw.web import STANDARD_HEADERS
 
 # Response headers of the upstream that a client needs; the rest (hop-by-hop,
 # cookies, server banners) stay behind.
@@ -49,7 +50,6 @@ _PASS_HEADERS = frozenset(
 log = Logger()
 
 _JSON = b"application/json"
-_SERVER = b"codexgw"
 
 
 class _Discard(Protocol):
@@ -128,9 +128,8 @@ class Proxy:
             request_id, supplied = given.decode("latin-1"), True
         else:
             request_id, supplied = "gw-" + os.urandom(12).hex(), False
-        request.setHeader(b"server", _SERVER)
-        request.setHeader(b"x-content-type-options", b"nosniff")
-        request.setHeader(b"cache-control", b"no-store")
+        for name, value in STANDARD_HEADERS.items():
+            request.setHeader(name, value)
         request.setHeader(b"x-request-id", request_id.encode("latin-1"))
         ex = Exchange(request, route, self.clock.seconds(), request_id, supplied)
         self.inflight.add(ex)
