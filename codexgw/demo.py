@@ -20,7 +20,7 @@ from twisted.protocols.policies import WrappingFactory
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from codexgw.web import GatewaySite
+from codexgw.web import GatewaySite, closePort
 
 DEMO_MODEL = "codexgw-demo"
 
@@ -165,8 +165,4 @@ class DemoServer:
         self.port: int = self._port.getHost().port
 
     async def stop(self) -> None:
-        stopped = self._port.stopListening()
-        for protocol in list(self._factory.protocols):
-            protocol.transport.abortConnection()
-        if stopped is not None:
-            await stopped
+        await closePort(self._port, self._factory)

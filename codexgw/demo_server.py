@@ -30,7 +30,7 @@ from twisted.python import usage
 
 from codexgw.demo import DEMO_MODEL, demoResource
 from codexgw.logs import textObserver
-from codexgw.web import GatewaySite
+from codexgw.web import GatewaySite, closePort
 
 DEFAULT_LISTEN = "tcp:9000:interface=127.0.0.1"
 
@@ -69,11 +69,7 @@ class DemoUpstream:
 
     async def stop(self) -> None:
         """Stop listening and cut the connections still open."""
-        stopped = self.port.stopListening()
-        for protocol in list(self._factory.protocols):
-            protocol.transport.abortConnection()
-        if stopped is not None:
-            await stopped
+        await closePort(self.port, self._factory)
 
 
 async def listen(reactor: Any, endpoint: str) -> DemoUpstream:

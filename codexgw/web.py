@@ -89,3 +89,16 @@ class GatewaySite(Site):
 
     def log(self, request: Any) -> None:
         pass
+
+
+async def closePort(port: Any, factory: Any) -> None:
+    """
+    Stop listening on C{port} and cut the connections its C{factory} (a
+    L{twisted.protocols.policies.WrappingFactory}) still holds open, so a
+    server that stops leaves nothing behind.
+    """
+    stopped = port.stopListening()
+    for protocol in list(factory.protocols):
+        protocol.transport.abortConnection()
+    if stopped is not None:
+        await stopped
