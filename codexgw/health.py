@@ -5,18 +5,22 @@ Liveness, readiness and details.
 Readiness asks the upstream itself (C{GET /models}), because a gateway whose
 provider cannot be reached should be taken out of a load balancer. Probes are
 cached for C{health_probe_interval} seconds and coalesced: a burst of probe
-requests costs the upstream one request, never one each.
+requests costs the upstream one request, never one each. Several upstreams
+are probed at once (L{HealthChecker.probeMany}), so silent ones cost one probe
+timeout together, not one each.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
 import treq
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, FirstError, gatherResults
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from codexgw.errors import GatewayError
 from codexgw.upstream import Upstream
@@ -70,7 +74,14 @@ class HealthChecker:
         if state.checked_at is not None and now - state.checked_at < self._interval:
             return Deferred.fromCoroutine(_value(state))
         waiting = self._inflight.get(name)
-        d: Deferred[UpstreamState] = Deferred()
+
+        def leave(d: Deferred[UpstreamState]) -> None:
+            # A caller that stops waiting (a client gone from /health) is
+            # dropped; the probe goes on for the others and for the cache.
+            if d in self._inflight.get(name, ()):
+                self._inflight[name].remove(d)
+
+        d: Deferred[UpstreamState] = Deferred(leave)
         if waiting is not None:
             waiting.append(d)
             return d
@@ -79,6 +90,29 @@ class HealthChecker:
         if not running.called:
             self._running[name] = running
         return d
+
+    def probeMany(self, names: Iterable[str]) -> Deferred[dict[str, UpstreamState]]:
+        """
+        Fire with the state of each upstream in C{names}, in that order,
+        probing the stale ones concurrently: the answer waits for the slowest
+        probe, never for the sum of them.
+
+        Cancelling it stops waiting for every probe (see L{probe}).
+        """
+        names = list(names)
+        d = gatherResults([self.probe(name) for name in names], consumeErrors=True)
+
+        def unwrap(failure: Failure) -> Failure:
+            # A probe never fails, so a failure here is a cancellation:
+            # raise it as such, not wrapped in FirstError.
+            error = failure.value
+            if isinstance(error, FirstError):
+                sub: Failure = error.subFailure
+                return sub
+            return failure
+
+        d.addErrback(unwrap)
+        return d.addCallback(lambda states: dict(zip(names, states, strict=True)))
 
     def stop(self) -> None:
         """Abandon the probes in flight (at shutdown): no upstream request outlives us."""

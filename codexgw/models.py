@@ -1,11 +1,12 @@
-# -*- test-case-name: tests.test_models -*-
+# -*- test-case-name: tests.test_health -*-
 """
 C{GET /v1/models}: what the gateway can serve.
 
 Models come from the config where an upstream lists them, otherwise from the
 upstream's own C{/models}, cached for C{models_cache_ttl} seconds. An
 upstream that fails to answer keeps its last good list (or contributes
-nothing) rather than failing the whole listing.
+nothing) rather than failing the whole listing. Upstreams are asked
+concurrently, so silent ones cost one timeout together, not one each.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import orjson
 import treq
+from twisted.internet.defer import CancelledError, Deferred, FirstError, gatherResults
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -60,6 +62,8 @@ class ModelCatalog:
                 for m in data
                 if isinstance(m, dict) and isinstance(m.get("id"), str)
             ]
+        except CancelledError:
+            raise  # the client left: not the upstream's failure
         except Exception as e:
             log.warn(
                 "listing models of upstream {upstream} failed: {error}",
@@ -71,10 +75,23 @@ class ModelCatalog:
         return models
 
     async def list(self) -> dict[str, Any]:
+        """
+        The listing: each upstream's models in config order, first of a
+        name wins, then the routing aliases. Upstreams are asked at once.
+        """
+        try:
+            lists = await gatherResults(
+                [Deferred.fromCoroutine(self._fetch(u)) for u in self._upstreams.values()],
+                consumeErrors=True,
+            )
+        except FirstError as e:
+            # _fetch turns every upstream failure into a list: this is a
+            # cancellation (the client left), raised as itself.
+            e.subFailure.raiseException()
         seen: set[str] = set()
         data: list[dict[str, Any]] = []
-        for upstream in self._upstreams.values():
-            for entry in await self._fetch(upstream):
+        for models in lists:
+            for entry in models:
                 if entry["id"] not in seen:
                     seen.add(entry["id"])
                     data.append(entry)

@@ -4,11 +4,14 @@ Health probes and the models listing, without sockets.
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 from twisted.internet.error import ConnectionRefusedError
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from codexgw.config import Config
 from tests.harness import Harness, makeConfig
 
 JSON = {b"content-type": b"application/json"}
@@ -143,3 +146,109 @@ class ModelsTests(SynchronousTestCase):
         h.sent[0].deferred.errback(Failure(ConnectionRefusedError()))
         self.assertEqual(client.response()[0], 200)
         self.assertEqual(client.json(), {"object": "list", "data": []})
+
+
+def threeUpstreams(**server: Any) -> Config:
+    """Upstreams C{a}, C{b} and C{c}, in that order, each at its own host."""
+    upstreams = {
+        name: {
+            "base_url": f"http://{name}.upstream.test/v1",
+            "wire_api": "chat",
+            "retries": {"max_attempts": 1},
+        }
+        for name in ("a", "b", "c")
+    }
+    return makeConfig({"upstreams": upstreams, "default_upstream": "a", "server": server})
+
+
+def modelsOf(name: str) -> bytes:
+    return orjson.dumps({"object": "list", "data": [{"id": f"{name}-1", "object": "model"}]})
+
+
+class ConcurrentUpstreamsTests(SynchronousTestCase):
+    """
+    C{/health} and C{/v1/models} ask every upstream at once: silent upstreams
+    cost a client one timeout together, not one timeout each.
+    """
+
+    def test_health_with_three_silent_upstreams_answers_after_one_probe_timeout(self) -> None:
+        h = Harness(threeUpstreams())
+        client = h.connect()
+        client.send(b"GET", b"/health")
+        self.assertEqual(
+            [r.uri for r in h.sent],
+            [f"http://{n}.upstream.test/v1/models".encode() for n in "abc"],
+        )
+        h.reactor.advance(2.9)
+        self.assertEqual(client.raw, b"")
+        h.reactor.advance(0.1)  # one probe timeout (3 s), not three
+        status, _, body = client.response()
+        self.assertEqual(status, 200)
+        upstreams = orjson.loads(body)["upstreams"]
+        self.assertEqual(list(upstreams), ["a", "b", "c"])
+        for state in upstreams.values():
+            self.assertEqual(state["reachable"], False)
+            self.assertIn("did not answer within 3 s", state["error"])
+            self.assertEqual(state["latency_ms"], 3000.0)
+
+    def test_health_reports_each_upstream_under_its_own_name_whatever_answers_first(
+        self,
+    ) -> None:
+        h = Harness(threeUpstreams())
+        client = h.connect()
+        client.send(b"GET", b"/health")
+        a, b, c = h.sent
+        c.respond(503, JSON, b"{}")
+        a.respond(200, JSON, MODELS)
+        self.assertEqual(client.raw, b"")  # b is still being asked
+        b.deferred.errback(Failure(ConnectionRefusedError()))
+        upstreams = client.json()["upstreams"]
+        self.assertEqual(
+            {n: (s["reachable"], s["status"]) for n, s in upstreams.items()},
+            {"a": (True, 200), "b": (False, None), "c": (False, 503)},
+        )
+        self.assertIn("connection refused", upstreams["b"]["error"])
+
+    def test_a_client_leaving_health_does_not_break_the_probe_for_the_others(self) -> None:
+        h = Harness(threeUpstreams())
+        leaving, staying = h.connect(), h.connect()
+        leaving.send(b"GET", b"/health")
+        staying.send(b"GET", b"/health")
+        self.assertEqual(len(h.sent), 3)  # coalesced: one probe each, both wait
+        leaving.disconnect()
+        for sent in h.sent:
+            self.assertFalse(sent.cancelled)  # the others still want the answer
+            sent.respond(200, JSON, MODELS)
+        self.assertEqual(staying.response()[0], 200)
+        self.assertEqual({s["reachable"] for s in staying.json()["upstreams"].values()}, {True})
+
+    def test_models_with_three_silent_upstreams_answers_after_one_timeout(self) -> None:
+        h = Harness(threeUpstreams())
+        client = h.connect()
+        client.send(b"GET", b"/v1/models")
+        self.assertEqual(len(h.sent), 3)  # all asked at once
+        h.reactor.advance(9.9)
+        self.assertEqual(client.raw, b"")
+        h.reactor.advance(0.1)  # one listing timeout (10 s), not three
+        self.assertEqual(client.response()[0], 200)
+        self.assertEqual(client.json(), {"object": "list", "data": []})
+
+    def test_models_lists_upstreams_in_config_order_whatever_answers_first(self) -> None:
+        h = Harness(threeUpstreams())
+        client = h.connect()
+        client.send(b"GET", b"/v1/models")
+        a, b, c = h.sent
+        c.respond(200, JSON, modelsOf("c"))
+        h.reactor.advance(5)
+        a.respond(200, JSON, modelsOf("a"))
+        self.assertEqual(client.raw, b"")  # b is still being asked
+        h.reactor.advance(5)  # b times out: it lists nothing
+        self.assertEqual([m["id"] for m in client.json()["data"]], ["a-1", "c-1"])
+
+    def test_a_client_leaving_models_stops_asking_every_upstream(self) -> None:
+        h = Harness(threeUpstreams())
+        client = h.connect()
+        client.send(b"GET", b"/v1/models")
+        client.disconnect()
+        self.assertEqual([r.cancelled for r in h.sent], [True, True, True])
+        self.assertEqual(self.flushLoggedErrors(), [])
