@@ -51,6 +51,7 @@ class CircuitBreaker:
         self.failures = 0
         self.openedAt = 0.0
         self.onChange = onChange
+        self._probing = False
 
     def _move(self, state: str) -> None:
         old, self.state = self.state, state
@@ -64,25 +65,48 @@ class CircuitBreaker:
             if self.onChange is not None:
                 self.onChange(old, state)
 
-    def allow(self) -> bool:
-        """May a request go to this upstream now? (An open breaker past its
-        cooldown lets exactly one probe through.)"""
+    def available(self) -> bool:
+        """Would L{allow} let a request through now? (Takes nothing.)"""
         if self.state == CLOSED:
             return True
-        if self.state == OPEN and self.clock.seconds() - self.openedAt >= self.cooldown:
-            self._move(HALF_OPEN)
+        if self.state == OPEN:
+            return self.clock.seconds() - self.openedAt >= self.cooldown
+        return not self._probing
+
+    def allow(self) -> bool:
+        """
+        May a request go to this upstream now? An open breaker past its
+        cooldown lets exactly one probe through at a time; the caller must
+        then report L{success}, L{failure} or L{release}.
+        """
+        if self.state == CLOSED:
             return True
-        return False
+        if not self.available():
+            return False
+        if self.state == OPEN:
+            self._move(HALF_OPEN)
+        self._probing = True
+        return True
 
     def success(self) -> None:
         self.failures = 0
+        self._probing = False
         self._move(CLOSED)
 
     def failure(self) -> None:
         self.failures += 1
+        self._probing = False
         if self.state == HALF_OPEN or self.failures >= self.threshold:
             self.openedAt = self.clock.seconds()
             self._move(OPEN)
+
+    def release(self) -> None:
+        """
+        The request let through ended without a verdict on the upstream (its
+        client left and it was cancelled): a half-open breaker's probe slot
+        is free again for the next request.
+        """
+        self._probing = False
 
     @property
     def value(self) -> int:
@@ -144,8 +168,10 @@ async def firstAnswer(
     """
     from codexgw.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
 
-    allowed = [u for u in candidates if breakers[u.name].allow()]
-    if not allowed:
+    # Breakers are asked one candidate at a time, as each is tried: asking
+    # them all up front would take the probe slot of every half-open
+    # upstream that the first healthy candidate then makes unnecessary.
+    if not any(breakers[u.name].available() for u in candidates):
         waits = [
             max(1, int(b.cooldown - (b.clock.seconds() - b.openedAt)) + 1)
             for b in (breakers[u.name] for u in candidates)
@@ -159,9 +185,11 @@ async def firstAnswer(
         cooling.kind = "circuit_open"
         raise cooling
     error: GatewayError | None = None
-    for n, upstream in enumerate(allowed):
-        last = n == len(allowed) - 1
+    for n, upstream in enumerate(candidates):
         breaker = breakers[upstream.name]
+        if not breaker.allow():
+            continue
+        last = not any(breakers[u.name].available() for u in candidates[n + 1 :])
         try:
             response = await send(upstream)
         except (UpstreamUnavailable, UpstreamTimeout) as e:
@@ -170,17 +198,31 @@ async def firstAnswer(
             if not last and onFailover is not None:
                 onFailover(upstream, e.code or "error")
             continue
+        except BaseException:
+            # Cancelled (the client left) or a bug: no verdict on the
+            # upstream, and a probe slot taken must be given back.
+            breaker.release()
+            raise
         if response.code in FAILOVER_STATUSES:
             breaker.failure()
             if not last:
-                import treq
+                from codexgw.bodies import readCapped
 
-                await treq.content(response)  # free the connection
+                await readCapped(response)  # free the connection
                 if onFailover is not None:
                     onFailover(upstream, str(response.code))
                 continue
         else:
             breaker.success()
         return upstream, response
-    assert error is not None
+    if error is None:
+        # Every breaker that looked available was taken by a concurrent
+        # probe in the meantime.
+        error = UpstreamUnavailable(
+            "every upstream for this model is cooling down after repeated failures",
+            status=503,
+            code="upstreams_cooling_down",
+            headers={b"retry-after": b"1"},
+        )
+        error.kind = "circuit_open"
     raise error

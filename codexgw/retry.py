@@ -16,11 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
-import treq
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 
+from codexgw.bodies import readCapped
 from codexgw.errors import UpstreamTimeout, UpstreamUnavailable
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -110,7 +110,7 @@ async def withRetries(
             return response
         if response is not None:
             # Read and drop the body so the connection goes back to the pool.
-            await treq.content(response)
+            await readCapped(response)
         if onRetry is not None:
             onRetry(reason, delay)
         await deferLater(clock, delay, lambda: None)

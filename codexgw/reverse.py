@@ -13,10 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-import treq
 from twisted.logger import Logger
 from twisted.web.server import Request
 
+from codexgw.bodies import readCapped
 from codexgw.bridge import FAILURE_CODES, Adapter, parseEvent
 from codexgw.relay import COMPLETE
 from codexgw.sse import DONE, HEARTBEAT, SSEEvent
@@ -140,7 +140,7 @@ class ReverseBridge:
         )
         self.proxy.answered(ex)
         if response.code >= 400:
-            error = upstream_error(response.code, await treq.content(response))
+            error = upstream_error(response.code, await readCapped(response))
             retry = response.headers.getRawHeaders(b"retry-after")
             if retry:
                 error.headers[b"retry-after"] = retry[0]

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-import treq
 from twisted.internet import error as ierror
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import CancelledError, Deferred, succeed
@@ -25,6 +24,7 @@ from twisted.internet.endpoints import (
 from twisted.internet.interfaces import IConsumer, IReactorTime, IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web._newclient import _WrapperException
 from twisted.web.client import (
     URI,
     Agent,
@@ -188,7 +188,7 @@ class Upstream:
         # shared by many users must neither replay one user's upstream cookies
         # on another's request nor follow redirects on their behalf, and the
         # jar's header parsing was a sixth of the per-request cost in bench/.
-        # Bodies are still read with treq.content / treq.collect.
+        # Bodies are read by protocols (relays, L{readCapped}).
         self._agent = agent
         self.profile = profile or BUILTIN["openai"]
         headers: dict[bytes, list[bytes]] = {b"user-agent": [USER_AGENT]}
@@ -274,8 +274,12 @@ class Upstream:
                 return Failure(
                     UpstreamTimeout(f"upstream {self.name!r} did not answer within {timeout:g} s")
                 )
-            if failure.check(CancelledError, GatewayError):
+            if failure.check(GatewayError):
                 return failure
+            if isCancellation(failure):
+                # Our caller cancelled (the client left): not the upstream's
+                # fault, so nothing may retry, fail over or count it.
+                return Failure(CancelledError())
             if failure.check(ierror.TimeoutError):
                 return Failure(
                     UpstreamTimeout(f"upstream {self.name!r} did not accept a connection in time")
@@ -315,6 +319,20 @@ class Upstream:
         return self.request(b"GET", path, timeout=timeout)
 
 
+def isCancellation(failure: Failure) -> bool:
+    """
+    Whether C{failure} is how twisted.web's Agent reports a request that its
+    caller cancelled: C{CancelledError} itself, C{ConnectingCancelledError}
+    while connecting, or C{ResponseNeverReceived([CancelledError])} (and its
+    siblings) once the request was sent.
+    """
+    if failure.check(CancelledError, ierror.ConnectingCancelledError):
+        return True
+    if failure.check(_WrapperException):
+        return any(isCancellation(reason) for reason in failure.value.reasons)
+    return False
+
+
 def describe(failure: Failure) -> str:
     """A short, secret-free description of a connection failure."""
     if failure.check(ResponseNeverReceived):
@@ -331,8 +349,3 @@ def describe(failure: Failure) -> str:
     if failure.check(ierror.ConnectionLost, ierror.ConnectionDone):
         return "connection lost"
     return failure.type.__name__ if failure.type else "error"
-
-
-async def readBody(response: IResponse) -> bytes:
-    """Read a whole (small, non-stream) body, e.g. for C{/models}."""
-    return await treq.content(response)

@@ -22,9 +22,10 @@ from twisted.web.client import URI
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
+from codexgw.bodies import readCapped
 from codexgw.config import UpstreamConfig
 from codexgw.errors import UpstreamUnavailable
-from codexgw.upstream import Upstream, UpstreamEndpoints, makeAgent, makePool, readBody
+from codexgw.upstream import Upstream, UpstreamEndpoints, makeAgent, makePool
 from codexgw.web import GatewaySite
 from tests.fakes.dialects import OPENAI_LIKE, DialectUpstream
 from tests.test_integration import until
@@ -119,7 +120,7 @@ class TLSUpstreamTests(TestCase):
         trusted = upstream(ssl.Certificate.loadPEM(pem))
         response = await trusted.get("/models", timeout=5)
         self.assertEqual(response.code, 200)
-        self.assertIn(b"gpt-fake", await readBody(response))
+        self.assertIn(b"gpt-fake", await readCapped(response))
 
         stranger = ssl.Certificate.loadPEM(_certificate("localhost")[0])
         with self.assertRaises(UpstreamUnavailable):

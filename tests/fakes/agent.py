@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IProtocol
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
-from twisted.web.client import ResponseDone
+from twisted.web.client import ResponseDone, ResponseNeverReceived
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IBodyProducer, IResponse
 from zope.interface import implementer
@@ -119,8 +119,11 @@ class FakeAgent:
             bodyProducer.startProducing(Consumer())  # type: ignore[arg-type]
 
         def cancel(d: Deferred[IResponse]) -> None:
+            # As twisted.web's Agent does once the request is on the wire:
+            # the connection is aborted and the request's Deferred fails
+            # with ResponseNeverReceived wrapping a CancelledError.
             sent.cancelled = True
-            d.errback(Failure(Exception("cancelled by the gateway")))
+            d.errback(Failure(ResponseNeverReceived([Failure(CancelledError())])))
 
         d: Deferred[IResponse] = Deferred(cancel)
         sent = SentRequest(method, uri, headers or Headers(), b"".join(chunks), d)
