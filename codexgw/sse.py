@@ -9,6 +9,10 @@ C{\\n}, C{\\r\\n} or a lone C{\\r} (the SSE grammar allows all three), and a
 C{\\r\\n} pair may itself be split across two chunks. Each complete line is
 decoded once; nothing is re-scanned, so the cost per byte is constant.
 
+One UTF-8 byte order mark at the very start of the stream is dropped, as the
+SSE spec says, even when it arrives split across chunks; anywhere else it is
+an ordinary character.
+
 A line longer than C{maxLineLength} bytes fails the stream with
 L{LineTooLong} rather than growing a buffer without bound.
 """
@@ -23,6 +27,7 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
 DEFAULT_MAX_LINE = 4 * 1024 * 1024
+BOM = b"\xef\xbb\xbf"
 
 
 class SSEError(Exception):
@@ -61,6 +66,9 @@ class SSEDecoder:
 
     def __init__(self, maxLineLength: int = DEFAULT_MAX_LINE) -> None:
         self.maxLineLength = maxLineLength
+        # Until the stream's first three bytes are in, what may be the start
+        # of a byte order mark; None once past it.
+        self._head: bytes | None = b""
         self._buffer = b""
         # The previous chunk ended with \r: a \n opening the next chunk is the
         # second half of the same line ending, not an empty line.
@@ -78,6 +86,16 @@ class SSEDecoder:
         """
         if not chunk:
             return []
+        if self._head is not None:
+            chunk = self._head + chunk
+            if len(chunk) < len(BOM) and BOM.startswith(chunk):
+                self._head = chunk
+                return []
+            self._head = None
+            if chunk.startswith(BOM):
+                chunk = chunk[len(BOM) :]
+                if not chunk:
+                    return []
         if self._skipLF:
             self._skipLF = False
             if chunk[:1] == b"\n":
@@ -137,6 +155,9 @@ class SSEDecoder:
         line; treating that as dispatched is kinder than losing it.
         """
         events: list[SSEEvent] = []
+        if self._head:
+            # A stream of less than a whole byte order mark: a broken line.
+            self._buffer, self._head = self._head, None
         if self._buffer:
             line, self._buffer = self._buffer, b""
             self._line(line, events)

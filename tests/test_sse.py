@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import orjson
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
@@ -21,6 +22,7 @@ from twisted.web.client import ResponseDone, ResponseFailed
 from twisted.web.http import PotentialDataLoss
 
 from codexgw.sse import (
+    BOM,
     DEFAULT_MAX_LINE,
     DONE,
     HEARTBEAT,
@@ -32,6 +34,8 @@ from codexgw.sse import (
     SSEReceiver,
     encode_event,
 )
+from tests.fakes.chat_upstream import textStream
+from tests.harness import Harness
 
 FIXTURES = FilePath(__file__).sibling("fixtures").child("sse")
 
@@ -696,3 +700,93 @@ class EncodeEventTests(SynchronousTestCase):
         self.assertEqual(HEARTBEAT, b": keep-alive\n\n")
         self.assertEqual(DONE, b"data: [DONE]\n\n")
         self.assertEqual(decode([HEARTBEAT, DONE, HEARTBEAT]), [SSEEvent("[DONE]")])
+
+
+class ByteOrderMarkTests(SynchronousTestCase):
+    """
+    One UTF-8 byte order mark at the very start of a stream is dropped (the
+    SSE spec says so), however the reads cut it; anywhere else it is text.
+    """
+
+    def test_a_leading_bom_split_across_two_feeds_is_dropped(self) -> None:
+        decoder = SSEDecoder()
+        self.assertEqual(decoder.feed(BOM[:2]), [])
+        self.assertEqual(decoder.feed(BOM[2:] + b"data: hi\n\n"), [SSEEvent("hi")])
+        self.assertEqual(decoder.close(), [])
+
+    def test_a_leading_bom_cut_anywhere_in_a_recorded_stream_is_dropped(self) -> None:
+        for name, expected in RECORDED.items():
+            stream = BOM + fixture(name)
+            for i in range(len(stream) + 1):
+                self.assertEqual(decode([stream[:i], stream[i:]]), expected, f"{name} cut at {i}")
+            self.assertEqual(decode([stream[i : i + 1] for i in range(len(stream))]), expected)
+
+    def test_a_leading_bom_before_a_field_line_keeps_the_field(self) -> None:
+        self.assertEqual(
+            decode([BOM + b"event: e\r\nid: 1\r\ndata: x\r\n\r\n"]), [SSEEvent("x", "e", "1")]
+        )
+
+    def test_a_leading_bom_before_a_blank_line_or_comment(self) -> None:
+        self.assertEqual(decode([BOM, b"\n", b"data: a\n\n"]), [SSEEvent("a")])
+        self.assertEqual(decode([BOM + b": hello\n", b"data: a\n\n"]), [SSEEvent("a")])
+
+    def test_a_stream_that_is_only_a_bom_has_no_events(self) -> None:
+        self.assertEqual(decode([BOM]), [])
+        self.assertEqual(decode([BOM[:1], BOM[1:2], BOM[2:]]), [])
+
+    def test_only_one_leading_bom_is_dropped(self) -> None:
+        # The second one is the first character of the field name, so the
+        # line is an unknown field and is ignored, as the spec's parser does.
+        self.assertEqual(decode([BOM + BOM + b"data: x\n\n"]), [])
+        self.assertEqual(decode([BOM, BOM[:1], BOM[1:] + b"data: x\n\n"]), [])
+
+    def test_a_bom_after_the_start_is_an_ordinary_character(self) -> None:
+        self.assertEqual(decode([b"data: a\n\n" + BOM + b"data: b\n\n"]), [SSEEvent("a")])
+        self.assertEqual(decode([b"data: " + BOM + b"x\n\n"]), [SSEEvent("\ufeffx")])
+
+    def test_bytes_that_only_begin_like_a_bom_are_not_lost(self) -> None:
+        decoder = SSEDecoder()
+        self.assertEqual(decoder.feed(BOM[:2]), [])
+        self.assertRaises(InvalidUTF8, decoder.feed, b"data: x\n")
+
+    def test_a_stream_ending_inside_a_bom_is_invalid_utf8(self) -> None:
+        decoder = SSEDecoder()
+        decoder.feed(BOM[:2])
+        self.assertRaises(InvalidUTF8, decoder.close)
+
+    def test_the_receiver_drops_a_bom_split_across_two_reads(self) -> None:
+        recorder = Recorder()
+        receiver = SSEReceiver(recorder.onEvent, recorder.onEnd)
+        receiver.makeConnection(StringTransport())
+        receiver.dataReceived(BOM[:1])
+        receiver.dataReceived(BOM[1:] + b"data: a\n\n")
+        receiver.connectionLost(Failure(ResponseDone()))
+        self.assertEqual((recorder.events, recorder.ends), ([SSEEvent("a")], [None]))
+
+
+class ByteOrderMarkClientTests(SynchronousTestCase):
+    """
+    What a client sees of a Chat upstream whose stream opens with a byte
+    order mark split across two reads: the bridged answer, whole.
+    """
+
+    def test_bridged_stream_opening_with_a_split_bom_reaches_the_client_whole(self) -> None:
+        h = Harness()
+        client = h.connect()
+        client.post(b"/v1/responses", {"model": "m1", "input": "hi", "stream": True})
+        response = h.sent[0].respond(200, {b"content-type": b"text/event-stream"})
+        # No empty opening chunk: the BOM is in front of the first words.
+        chunks = textStream(["Hel", "lo"])[1:]
+        response.send(BOM[:2])
+        response.send(BOM[2:] + chunks[0])
+        for chunk in chunks[1:]:
+            response.send(chunk)
+        response.end()
+        status, _, body = client.response()
+        self.assertEqual(status, 200)
+        events = [orjson.loads(e.data) for e in decode([body])]
+        self.assertEqual(events[-1]["type"], "response.completed")
+        completed = events[-1]["response"]
+        self.assertEqual(completed["status"], "completed")
+        [message] = completed["output"]
+        self.assertEqual(message["content"][0]["text"], "Hello")
