@@ -251,6 +251,11 @@ class Config:
     redis: RedisConfig | None = None
     store: StoreConfig = StoreConfig()
     source: str = "<defaults>"
+    gateway_secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
+    """
+    The gateway keys written in the config as plain text (not those given by
+    digest), kept only so that no upstream can echo one to a client.
+    """
 
     @property
     def default(self) -> UpstreamConfig:
@@ -736,7 +741,7 @@ def isLoopback(listen: str) -> bool:
     return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
 
 
-def _keys(r: _Reader, data: Any) -> tuple[ApiKey, ...]:
+def _keys(r: _Reader, data: Any, plain: list[str] | None = None) -> tuple[ApiKey, ...]:
     if not isinstance(data, list):
         r.problem("auth.keys", f"expected a list of keys, got {_kind(data)}")
         return ()
@@ -761,6 +766,8 @@ def _keys(r: _Reader, data: Any) -> tuple[ApiKey, ...]:
             r.problem(path, "expected exactly one of 'key' or 'sha256'")
         elif key:
             value = digest(key)
+            if plain is not None:
+                plain.append(key)
         elif not re.fullmatch(r"[0-9a-fA-F]{64}", sha):
             r.problem(f"{path}.sha256", "expected 64 hexadecimal digits")
         else:
@@ -858,13 +865,14 @@ def parse(data: Any, source: str, environ: Mapping[str, str] | None = None) -> C
     # listens beyond loopback refuses to start until keys are configured or
     # auth is switched off explicitly.
     keys: tuple[ApiKey, ...] = ()
+    plainKeys: list[str] = []
     implicit = False
     rawAuth = r.get(data, "auth", "", r.mapping, _EMPTY)
     if "auth" in data and data["auth"] is not None:
         r.unknown(rawAuth, "auth.", "auth")
         enabled = r.get(rawAuth, "enabled", "auth.", r.boolean, True)
         if rawAuth.get("keys") is not None:
-            keys = _keys(r, rawAuth["keys"])
+            keys = _keys(r, rawAuth["keys"], plainKeys)
         if enabled and not keys and not rawAuth.get("keys"):
             r.problem(
                 "auth.keys",
@@ -1010,6 +1018,7 @@ def parse(data: Any, source: str, environ: Mapping[str, str] | None = None) -> C
         redis=redis,
         store=store,
         source=source,
+        gateway_secrets=tuple(plainKeys),
     )
     if config.heartbeat_interval == 0:
         r.problem("server.heartbeat_interval", "expected a positive number of seconds, got 0")

@@ -34,13 +34,14 @@ from codexgw.models import ModelCatalog
 from codexgw.profiles import buildProfiles, dialectFor
 from codexgw.proxy import Proxy
 from codexgw.ratelimit import IRateLimiter, Limits, MemoryRateLimiter, RedisRateLimiter
+from codexgw.redaction import Redactor, configSecrets
 from codexgw.redisclient import RedisClient
 from codexgw.relay import SHUTDOWN
 from codexgw.reverse import ReverseBridge
 from codexgw.routing import Router
 from codexgw.store import IResponseStore, RedisStore, SQLiteStore
 from codexgw.upstream import Upstream, makePool
-from codexgw.web import GatewaySite
+from codexgw.web import GatewaySite, Redacting
 
 log = Logger()
 
@@ -137,7 +138,8 @@ class Gateway:
         resource: IResource = self.app.app.resource()
         if config.cors.allowed_origins:
             resource = CORSResource(resource, config.cors)
-        self.resource = resource
+        self.redactor = Redactor(configSecrets(config))
+        self.resource: IResource = Redacting(resource, self.redactor)
 
     def makeSite(self, reactor: Any = None) -> GatewaySite:
         """A site serving this gateway, refusing oversized bodies as they arrive."""

@@ -10,6 +10,9 @@ from typing import Any
 
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
+from zope.interface import implementer
+
+from codexgw.redaction import NO_SECRETS, Redactor, StreamRedactor
 
 STANDARD_HEADERS: dict[bytes, bytes] = {
     b"server": b"codexgw",
@@ -42,6 +45,8 @@ class GatewayRequest(Request):
 
     tooLarge = False
     _received = 0
+    _redacting: StreamRedactor | None = None
+    _redactor: Redactor = NO_SECRETS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # The gateway takes JSON only. Twisted would otherwise parse every
@@ -54,6 +59,30 @@ class GatewayRequest(Request):
         if message is None:
             message = reasonPhrase(code)
         super().setResponseCode(code, message)
+
+    def redactWith(self, redactor: Redactor) -> None:
+        """Pass every byte of the answer through C{redactor} (see L{Redacting})."""
+        if redactor.active:
+            self._redactor = redactor
+            self._redacting = redactor.stream()
+
+    def write(self, data: bytes) -> None:
+        redacting = self._redacting
+        if redacting is not None:
+            if not self.startedWriting:
+                redactHeaders(self, self._redactor)
+            data = redacting.feed(data)
+            if not data and self.startedWriting:
+                return
+        super().write(data)  # type: ignore[no-untyped-call]
+
+    def finish(self) -> None:
+        redacting = self._redacting
+        if redacting is not None and not self.finished and self.channel is not None:
+            held = redacting.flush()
+            if held:
+                super().write(held)  # type: ignore[no-untyped-call]
+        super().finish()  # type: ignore[no-untyped-call]
 
     def handleContentChunk(self, data: bytes) -> None:
         site = getattr(self.channel, "site", None)
@@ -89,6 +118,70 @@ class GatewaySite(Site):
 
     def log(self, request: Any) -> None:
         pass
+
+
+@implementer(IResource)
+class Redacting:
+    """
+    The gateway's root resource: every answer below it is written through
+    one L{Redactor}, whatever the route, so no upstream can hand a client a
+    credential. A host's own L{Site} (embedding) gets the same guard: its
+    requests' C{write} and C{finish} are wrapped one request at a time.
+    """
+
+    isLeaf = True
+
+    def __init__(self, resource: IResource, redactor: Redactor = NO_SECRETS) -> None:
+        self._resource = resource
+        self.redactor = redactor
+
+    def render(self, request: Any) -> Any:
+        redactor = self.redactor
+        if redactor.active:
+            if isinstance(request, GatewayRequest):
+                request.redactWith(redactor)
+            else:
+                _wrapWrites(request, redactor)
+        return self._resource.render(request)
+
+    def getChildWithDefault(self, name: bytes, request: Any) -> IResource:
+        return self
+
+    def putChild(self, path: bytes, child: IResource) -> None:
+        raise NotImplementedError("the gateway's routes are its own")
+
+
+def redactHeaders(request: Any, redactor: Redactor) -> None:
+    """Redact the response's header values (some are copied from the upstream)."""
+    headers = request.responseHeaders
+    redact = redactor.redact
+    for name, values in list(headers.getAllRawHeaders()):
+        clean = [redact(v) for v in values]
+        if clean != values:
+            headers.setRawHeaders(name, clean)
+
+
+def _wrapWrites(request: Any, redactor: Redactor) -> None:
+    """L{GatewayRequest}'s redaction for another site's request."""
+    redacting = redactor.stream()
+    write, finish = request.write, request.finish
+
+    def redactedWrite(data: bytes) -> None:
+        if not request.startedWriting:
+            redactHeaders(request, redactor)
+        data = redacting.feed(data)
+        if data or not request.startedWriting:
+            write(data)
+
+    def redactedFinish() -> None:
+        if not request.finished and request.channel is not None:
+            held = redacting.flush()
+            if held:
+                write(held)
+        finish()
+
+    request.write = redactedWrite
+    request.finish = redactedFinish
 
 
 async def closePort(port: Any, factory: Any) -> None:
