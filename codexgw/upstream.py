@@ -328,7 +328,7 @@ def isCancellation(failure: Failure) -> bool:
     """
     if failure.check(CancelledError, ierror.ConnectingCancelledError):
         return True
-    if failure.check(_WrapperException):
+    if isinstance(failure.value, _WrapperException):
         return any(isCancellation(reason) for reason in failure.value.reasons)
     return False
 
