@@ -510,6 +510,15 @@ def defaults() -> dict[str, Any]:
     return out
 
 
+# The scheme and a C{user:password@} (or a lone C{token@}) before the host.
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+
+
+def _redactUserinfo(url: str) -> str:
+    """C{url} with any credentials before the host shown as C{***}: safe to print."""
+    return _USERINFO.sub(r"\1***@", url)
+
+
 def _upstream(r: _Reader, name: str, data: Any) -> UpstreamConfig | None:
     path = f"upstreams.{name}."
     raw = r.mapping(path[:-1], data)
@@ -523,7 +532,18 @@ def _upstream(r: _Reader, name: str, data: Any) -> UpstreamConfig | None:
     elif not base_url:
         r.problem(f"{path}base_url", "required: the upstream's URL, e.g. http://127.0.0.1:9000/v1")
     elif not re.match(r"^https?://[^/\s]+", base_url):
-        r.problem(f"{path}base_url", f"expected an http:// or https:// URL, got {base_url!r}")
+        r.problem(
+            f"{path}base_url",
+            f"expected an http:// or https:// URL, got {_redactUserinfo(base_url)!r}",
+        )
+    elif _USERINFO.match(base_url):
+        r.problem(
+            f"{path}base_url",
+            f"credentials do not go in the URL (got {_redactUserinfo(base_url)!r}): "
+            f"put the provider's key in {path}api_key (sent as the provider expects), "
+            f"any other credential in {path}headers "
+            '(e.g. Authorization: "Basic ${UPSTREAM_BASIC_AUTH}")',
+        )
     wire_api = r.get(raw, "wire_api", path, r.string, "chat")
     if wire_api not in WIRE_APIS:
         r.problem(f"{path}wire_api", f"expected one of {', '.join(WIRE_APIS)}, got {wire_api!r}")
@@ -821,7 +841,18 @@ def parse(data: Any, source: str, environ: Mapping[str, str] | None = None) -> C
     # One variable is enough to leave the demo for a real provider.
     url = env.get("CODEXGW_UPSTREAM_URL")
     if url and not re.match(r"^https?://[^/\s]+", url):
-        r.problem("CODEXGW_UPSTREAM_URL", f"expected an http:// or https:// URL, got {url!r}")
+        r.problem(
+            "CODEXGW_UPSTREAM_URL",
+            f"expected an http:// or https:// URL, got {_redactUserinfo(url)!r}",
+        )
+        url = None
+    elif url and _USERINFO.match(url):
+        r.problem(
+            "CODEXGW_UPSTREAM_URL",
+            f"credentials do not go in the URL (got {_redactUserinfo(url)!r}): "
+            "put the provider's key in CODEXGW_UPSTREAM_API_KEY, "
+            "any other credential in upstreams.<name>.headers in the config file",
+        )
         url = None
     envWire = env.get("CODEXGW_UPSTREAM_WIRE_API")
     if url and envWire and envWire not in WIRE_APIS:

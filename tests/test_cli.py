@@ -143,6 +143,48 @@ class CheckConfigTests(SynchronousTestCase):
         self.assertEqual(code, cli.EX_PROBLEM)
         self.assertIn("not valid YAML (line 2", out)
 
+    def test_a_base_url_with_a_password_is_refused_saying_where_credentials_go(self) -> None:
+        path = self.write(
+            "upstreams:\n  main: {base_url: 'https://bob:s3cret@api.example.com/v1'}\n"
+        )
+        code, out, err = run("check-config", path)
+        self.assertEqual(code, cli.EX_PROBLEM)
+        [error] = [line for line in out.splitlines() if line.startswith("error: ")]
+        self.assertTrue(error.startswith(f"error: {path}: upstreams.main.base_url: "), error)
+        self.assertIn("credentials do not go in the URL", error)
+        self.assertIn("upstreams.main.api_key", error)
+        self.assertIn("upstreams.main.headers", error)
+        code, json, _ = run("check-config", path, "--json")
+        self.assertEqual(code, cli.EX_PROBLEM)
+        self.assertEqual(
+            [p["key"] for p in orjson.loads(json)["problems"]], ["upstreams.main.base_url"]
+        )
+        self.assertNotIn("s3cret", out + err + json)
+
+    def test_an_upstream_url_variable_with_a_password_is_refused_too(self) -> None:
+        self.patch(os, "environ", {"CODEXGW_UPSTREAM_URL": "https://bob:s3cret@api.example.com/v1"})
+        code, out, err = run("check-config", self.write(GOOD))
+        self.assertEqual(code, cli.EX_PROBLEM)
+        self.assertIn(": CODEXGW_UPSTREAM_URL: credentials do not go in the URL", out)
+        self.assertIn("CODEXGW_UPSTREAM_API_KEY", out)
+        self.assertNotIn("s3cret", out + err)
+
+    def test_the_gateway_refuses_to_start_with_a_password_in_a_base_url(self) -> None:
+        from codexgw import tap
+
+        path = self.write(
+            "upstreams:\n  main: {base_url: 'https://bob:s3cret@api.example.com/v1'}\n"
+        )
+        options = tap.Options()
+        options.parseOptions(["--config", path])
+        err = io.StringIO()
+        self.patch(sys, "stderr", err)
+        with self.assertRaises(SystemExit) as raised:
+            tap.makeService(options)
+        self.assertEqual(raised.exception.code, os.EX_CONFIG)
+        self.assertIn(f"{path}: upstreams.main.base_url: credentials do not go in", err.getvalue())
+        self.assertNotIn("s3cret", err.getvalue())
+
     def test_the_shipped_configs_pass(self) -> None:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         conf = os.path.join(root, "conf")

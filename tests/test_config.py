@@ -762,3 +762,98 @@ class ShippedConfigTests(ConfigTestCase):
         self.assertEqual(len(error.problems), 1, error.problems)
         self.assertIn("OPENAI_API_KEY", error.problems[0])
         self.assertIn("upstreams.openai.api_key", error.problems[0])
+
+
+class CredentialsInURLTests(ConfigTestCase):
+    """
+    A C{base_url} with C{user:password@} (or a lone C{token@}) is refused,
+    with a message saying where credentials go and never repeating them.
+    """
+
+    def assertRefused(self, problem: str, secret: str = "s3cret") -> None:
+        self.assertIn("credentials do not go in the URL", problem)
+        self.assertNotIn(secret, problem)
+
+    def test_credentials_in_a_base_url_are_refused_saying_where_they_go(self) -> None:
+        for url in (
+            "https://bob:s3cret@api.example.com/v1",
+            "https://s3cret@api.example.com/v1",
+            "http://bob:s3cret@127.0.0.1:9000",
+            "https://bob:s3cret:with:colons@[::1]:9000/v1?x=1",
+        ):
+            problem = self.assertOneProblem(
+                main(base_url=url),
+                "conf.yaml: upstreams.main.base_url: ",
+                "upstreams.main.api_key",
+                "upstreams.main.headers",
+            )
+            self.assertRefused(problem)
+            self.assertNotIn("bob", problem)
+
+    def test_the_message_shows_where_the_credentials_were_without_them(self) -> None:
+        problem = self.assertOneProblem(
+            main(base_url="https://bob:s3cret@api.example.com/v1"), "upstreams.main.base_url"
+        )
+        self.assertIn("'https://***@api.example.com/v1'", problem)
+
+    def test_a_password_with_an_at_sign_is_not_half_echoed(self) -> None:
+        problem = self.assertOneProblem(
+            main(base_url="https://bob:s3c@ret@api.example.com/v1"), "upstreams.main.base_url"
+        )
+        self.assertRefused(problem, "ret")
+        self.assertIn("'https://***@api.example.com/v1'", problem)
+
+    def test_credentials_from_an_interpolated_variable_are_refused_unechoed(self) -> None:
+        problem = self.assertOneProblem(
+            main(base_url="${MAIN_URL}"),
+            "upstreams.main.base_url",
+            environ={"MAIN_URL": "https://bob:s3cret@api.example.com/v1"},
+        )
+        self.assertRefused(problem)
+
+    def test_a_url_that_is_wrong_in_scheme_too_does_not_echo_its_password(self) -> None:
+        problem = self.assertOneProblem(
+            main(base_url="ftp://bob:s3cret@files.example.com/v1"),
+            "upstreams.main.base_url",
+            "http:// or https:// URL",
+            "'ftp://***@files.example.com/v1'",
+        )
+        self.assertNotIn("s3cret", problem)
+
+    def test_an_at_sign_after_the_host_is_no_credential(self) -> None:
+        url = "http://127.0.0.1:9000/v1/@scope?tag=a@b#x@y"
+        self.assertEqual(parse(main(base_url=url), "conf.yaml", {}).default.base_url, url)
+
+    def test_credentials_in_the_upstream_url_variable_are_refused_unechoed(self) -> None:
+        error = self.assertRaises(
+            ConfigError,
+            load,
+            None,
+            {"CODEXGW_UPSTREAM_URL": "https://bob:s3cret@api.example.com/v1"},
+        )
+        [problem] = error.problems
+        self.assertTrue(problem.startswith("<defaults>: CODEXGW_UPSTREAM_URL: "), problem)
+        self.assertRefused(problem)
+        self.assertIn("CODEXGW_UPSTREAM_API_KEY", problem)
+        self.assertNotIn("s3cret", str(error))
+
+    def test_every_upstream_with_credentials_is_reported_at_once(self) -> None:
+        data = {
+            "upstreams": {
+                "a": {"base_url": "https://u:s3cret@a.example.com/v1"},
+                "b": {"base_url": "https://u:s3cret@b.example.com/v1", "wire_api": "soap"},
+            },
+            "default_upstream": "a",
+        }
+        environ = {"CODEXGW_UPSTREAM_URL": "https://s3cret@c.example.com/v1"}
+        problems = self.problems(data, environ)
+        self.assertEqual(
+            [p.split(": ")[1] for p in problems],
+            [
+                "upstreams.a.base_url",
+                "upstreams.b.base_url",
+                "upstreams.b.wire_api",
+                "CODEXGW_UPSTREAM_URL",
+            ],
+        )
+        self.assertNotIn("s3cret", "\n".join(problems))
