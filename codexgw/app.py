@@ -36,6 +36,7 @@ from codexgw.errors import (
 from codexgw.metrics import CONTENT_TYPE
 from codexgw.proxy import Exchange
 from codexgw.relay import CLIENT_GONE
+from codexgw.translate.validate import check_create
 from codexgw.upstream import Upstream
 from codexgw.web import STANDARD_HEADERS
 
@@ -148,6 +149,9 @@ class GatewayApp:
             await self._relay(call, "/chat/completions")
 
     async def _responses(self, call: Call) -> None:
+        # Field types are refused before anything is looked up or sent;
+        # only the bridge must know every tool type (see translate.validate).
+        check_create(call.body, bridged=call.wire_api != "responses")
         if call.wire_api == "responses":
             await self._relay(call, "/responses")
         else:

@@ -11,7 +11,9 @@ and only the settings the upstream's L{ChatDialect} accepts are sent. The
 upstream request always streams, whatever the client asked, so one stream
 translator serves both streamed and whole answers.
 
-Bad input raises L{InvalidRequest} naming the offending field path.
+Bad input raises L{InvalidRequest} naming the offending field path: the
+field types are L{codexgw.translate.validate}'s (checked again here, so the
+translator never relies on its caller), what cannot be translated is here.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from codexgw.translate.tools import (
     map_tool_choice,
     map_tools,
 )
+from codexgw.translate.validate import check_create
 
 _SYSTEM_ROLES = ("system", "developer")
 _TEXT_PARTS = ("input_text", "output_text", "text", "summary_text", "reasoning_text")
@@ -88,6 +91,7 @@ def responses_to_chat(
     """
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object")
+    check_create(body, bridged=True)
     model = upstream_model or body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("model must be a non-empty string", param="model")
@@ -131,35 +135,20 @@ def responses_to_chat(
 # -- settings ----------------------------------------------------------------
 
 
-_MAX_TOKENS = 2**31 - 1
-
-
-def _number(body: dict[str, Any], name: str) -> float | int | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidRequest(f"{name} must be a number", param=name)
-    return value
-
-
 def _settings(
     body: dict[str, Any], dialect: ChatDialect, chat: dict[str, Any], dropped: list[str]
 ) -> None:
-    """Sampling, limits and formats, where the dialect accepts them."""
+    """
+    Sampling, limits and formats, where the dialect accepts them; their
+    types and ranges were checked by L{check_create}.
+    """
     for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
-        value = _number(body, name)
+        value = body.get(name)
         if value is not None:
             chat[name] = value
-    limit = _number(body, "max_output_tokens")
+    limit = body.get("max_output_tokens")
     if limit is not None:
-        # A float such as 1e300 would become an integer no upstream (and no
-        # JSON encoder) takes: refuse what cannot be a token count.
-        if limit != int(limit) or not 1 <= limit <= _MAX_TOKENS:
-            raise InvalidRequest(
-                f"max_output_tokens must be a whole number from 1 to {_MAX_TOKENS}",
-                param="max_output_tokens",
-            )
+        # 64.0 is a count too; Chat servers want the integer.
         chat[dialect.max_tokens_field] = int(limit)
     reasoning = body.get("reasoning")
     if isinstance(reasoning, dict) and isinstance(reasoning.get("effort"), str):
@@ -175,12 +164,7 @@ def _settings(
         elif fmt["type"] == "json_object":
             chat["response_format"] = {"type": "json_object"}
         else:
-            schema = fmt.get("schema")
-            if not isinstance(schema, dict):
-                raise InvalidRequest(
-                    "text.format.schema must be an object", param="text.format.schema"
-                )
-            spec: dict[str, Any] = {"name": fmt.get("name") or "response", "schema": schema}
+            spec: dict[str, Any] = {"name": fmt.get("name") or "response", "schema": fmt["schema"]}
             if isinstance(fmt.get("description"), str):
                 spec["description"] = fmt["description"]
             if dialect.supports_strict and isinstance(fmt.get("strict"), bool):
@@ -358,8 +342,6 @@ def _messages(
     instructions = body.get("instructions")
     if isinstance(instructions, str) and instructions:
         b.system_text(instructions)
-    elif instructions is not None and not isinstance(instructions, str):
-        raise InvalidRequest("instructions must be a string", param="instructions")
     items = body.get("input")
     if isinstance(items, str):
         b.add({"role": "user", "content": items})
