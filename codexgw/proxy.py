@@ -29,7 +29,15 @@ from codexgw.errors import (
 )
 from codexgw.logs import logAccess
 from codexgw.metrics import GatewayMetrics
-from codexgw.relay import CLIENT_GONE, COMPLETE, EventRelay, PassThroughRelay, _Relay
+from codexgw.relay import (
+    _MESSAGES,
+    BAD_STREAM,
+    CLIENT_GONE,
+    COMPLETE,
+    EventRelay,
+    PassThroughRelay,
+    _Relay,
+)
 from codexgw.upstream import Upstream
 from codexgw.usage import tokens
 from codexgw.web import STANDARD_HEADERS
@@ -301,6 +309,14 @@ class Proxy:
                 gauge.dec()
             ex.firstByteAt = relay.firstByteAt
             ex.usage = relay.usage()
+            if relay.outcome == BAD_STREAM:
+                log.warn(
+                    "upstream {upstream} sent a stream the gateway cannot read: {error}; "
+                    "the stream was failed request_id={request_id}",
+                    upstream=ex.upstream,
+                    error=getattr(relay, "error", None) or _MESSAGES[BAD_STREAM],
+                    request_id=ex.request_id,
+                )
             inBand = getattr(getattr(relay, "translator", None), "failed", False)
             self.ended(ex, relay.outcome or COMPLETE, inBand)
 

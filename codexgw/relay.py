@@ -45,6 +45,7 @@ BAD_STREAM = "bad_stream"
 SHUTDOWN = "shutdown"
 
 _CLEAN_END = (ResponseDone, PotentialDataLoss)
+_BOM = b"\xef\xbb\xbf"
 
 
 @implementer(IPushProducer)
@@ -75,8 +76,11 @@ class _Relay(Protocol):
         self._onDone = onDone
         self._heartbeat = heartbeat
         self._idleTimeout = idleTimeout
-        self._active = False
-        self._quiet = 0.0
+        self._now = clock.seconds
+        # When the upstream last sent something, and when the client last
+        # got a keep-alive: a chunk only stores a time, and one timer per
+        # interval decides from these (never one timer per chunk).
+        self._lastData = self._lastBeat = clock.seconds()
         self._ticker: IDelayedCall | None = None
         self._deadline: IDelayedCall | None = None
         self._paused = False
@@ -92,9 +96,8 @@ class _Relay(Protocol):
             self.transport.stopProducing()  # type: ignore[union-attr]
             return
         self.request.registerProducer(self, True)
-        interval = self._tickInterval()
-        if interval:
-            self._ticker = self.clock.callLater(interval, self._tick)
+        self._lastData = self._lastBeat = self._now()
+        self._schedule()
 
     def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:
         if self.outcome is not None:
@@ -113,6 +116,8 @@ class _Relay(Protocol):
 
     def resumeProducing(self) -> None:
         self._paused = False
+        # Silence while the client was not reading is not the upstream's.
+        self._lastData = self._now()
         if self.transport is not None:
             self.transport.resumeProducing()  # type: ignore[attr-defined]
 
@@ -132,28 +137,39 @@ class _Relay(Protocol):
 
     # Timers.
 
-    def _tickInterval(self) -> float | None:
-        candidates = [t for t in (self._heartbeat, self._idleTimeout) if t]
-        return min(candidates) if candidates else None
+    def _schedule(self) -> None:
+        """Arm the timer for the next moment a keep-alive or the idle end is due."""
+        now = self._now()
+        due: list[float] = []
+        if self._heartbeat:
+            due.append(max(self._lastData, self._lastBeat) + self._heartbeat)
+        if self._idleTimeout:
+            due.append(self._lastData + self._idleTimeout)
+        if due:
+            self._ticker = self.clock.callLater(max(0.0, min(due) - now), self._tick)
 
     def _tick(self) -> None:
         """
-        Runs every interval instead of re-arming a timer per chunk: a chunk
-        only sets a flag, which keeps the per-chunk cost at one assignment.
+        The idle timeout ends the relay exactly C{idle} seconds after the
+        upstream's last byte; a keep-alive goes out after each C{heartbeat}
+        seconds of silence. A paused client pauses both clocks.
         """
-        interval = self._tickInterval()
-        assert interval is not None
-        if self._active or self._paused:
-            self._active = False
-            self._quiet = 0.0
+        self._ticker = None
+        now = self._now()
+        if self._paused:
+            self._lastData = now
         else:
-            self._quiet += interval
-            if self._idleTimeout and self._quiet >= self._idleTimeout:
+            quiet = now - self._lastData
+            if self._idleTimeout and quiet >= self._idleTimeout - 1e-6:
                 self._end(IDLE_TIMEOUT)
                 return
-            if self._heartbeat:
+            if self._heartbeat and now - max(self._lastData, self._lastBeat) >= (
+                self._heartbeat - 1e-6
+            ):
+                self._lastBeat = now
                 self.heartbeat()
-        self._ticker = self.clock.callLater(interval, self._tick)
+        if self.outcome is None:
+            self._schedule()
 
     def heartbeat(self) -> None:
         """Keep an idle client connection alive; subclasses decide how."""
@@ -228,7 +244,13 @@ class PassThroughRelay(_Relay):
         super().__init__(request, clock, onDone, **kw)
         self._sse = sse
         self._maxLine = maxLine
-        self._lineLength = 0
+        # The unfinished last line of an SSE body, held until its end comes:
+        # a line is forwarded whole or not at all, so a stream that fails
+        # (an over-long line, a broken upstream) never leaves the client a
+        # fragment that its parser would join to the error event.
+        self._partial: list[bytes] = []
+        self._partialLength = 0
+        self._fresh = True
         self._tail = b"\n\n"
         # The last two chunks, kept by reference (no copy): usage rides at
         # the very end of both JSON bodies and streams.
@@ -238,16 +260,38 @@ class PassThroughRelay(_Relay):
     def dataReceived(self, data: bytes) -> None:
         if self.outcome is not None:
             return
-        self._active = True
+        self._lastData = self._now()
         if self._sse:
             end = max(data.rfind(b"\n"), data.rfind(b"\r"))
             if end < 0:
-                self._lineLength += len(data)
-            else:
-                self._lineLength = len(data) - end - 1
-            if self._lineLength > self._maxLine:
-                self._end(BAD_STREAM, None)
+                self._partialLength += len(data)
+                if self._partialLength > self._maxLine:
+                    self._end(BAD_STREAM, None)
+                    return
+                self._partial.append(data)
                 return
+            if self._partial:
+                # Only a line split across reads is copied.
+                self._partial.append(data)
+                data = b"".join(self._partial)
+                end += self._partialLength
+                self._partial = []
+                self._partialLength = 0
+            if end + 1 < len(data):
+                rest = data[end + 1 :]
+                data = data[: end + 1]
+                if len(rest) > self._maxLine:
+                    self._end(BAD_STREAM, None)
+                    return
+                self._partial.append(rest)
+                self._partialLength = len(rest)
+            if self._fresh:
+                self._fresh = False
+                if data.startswith(_BOM):
+                    # A client that follows the SSE spec drops one leading
+                    # BOM, but a keep-alive sent first would make it a
+                    # field-name prefix: the gateway drops it instead.
+                    data = data[3:]
             self._tail = data[-4:] if len(data) >= 4 else (self._tail + data)[-4:]
         self._prev, self._last = self._last, data
         self.write(data)
@@ -268,6 +312,10 @@ class PassThroughRelay(_Relay):
 
     def finishClient(self, outcome: str, reason: Failure | None) -> bool:
         if outcome == COMPLETE:
+            if self._partial:
+                # The upstream ended without a final line end: its last
+                # line is whole, and its own business.
+                self.write(b"".join(self._partial))
             return False
         if not self._sse:
             return True
@@ -300,6 +348,13 @@ _MESSAGES = {
 }
 
 
+def _describe(error: Exception) -> str:
+    """What a translator's exception says about the upstream's event."""
+    if isinstance(error, SSEError):
+        return str(error)
+    return f"upstream sent an event of the wrong shape ({type(error).__name__}: {error})"
+
+
 class EventRelay(_Relay):
     """
     Decodes the upstream SSE body and hands each event to C{onEvent}, which
@@ -327,24 +382,29 @@ class EventRelay(_Relay):
     def dataReceived(self, data: bytes) -> None:
         if self.outcome is not None:
             return
-        self._active = True
+        self._lastData = self._now()
         try:
             events = self._decoder.feed(data)
         except SSEError as e:
-            self.error = str(e)
-            self._end(BAD_STREAM)
+            self._unreadable(str(e))
             return
         self._deliver(events)
 
     def _deliver(self, events: list[SSEEvent]) -> None:
         translate = self.translator.event
-        out = []
+        out: list[bytes] = []
         for event in events:
             try:
                 chunk = translate(event)
-            except SSEError as e:
-                self.error = str(e)
-                self._end(BAD_STREAM)
+            except Exception as e:
+                # The relay is the boundary: whatever a translator raises on
+                # what an upstream sent fails this stream, in order (what the
+                # earlier events of this read became is delivered first).
+                # Left to propagate, twisted.web's client would swallow it
+                # as a broken connection.
+                if out:
+                    self.write(b"".join(out))
+                self._unreadable(_describe(e))
                 return
             if chunk:
                 out.append(chunk)
@@ -355,13 +415,16 @@ class EventRelay(_Relay):
         if self.translator.done:
             self._end(COMPLETE)
 
+    def _unreadable(self, error: str) -> None:
+        self.error = error
+        self._end(BAD_STREAM)
+
     def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:
         if self.outcome is None and reason.check(*_CLEAN_END):
             try:
                 events = self._decoder.close()
             except SSEError as e:
-                self.error = str(e)
-                self._end(BAD_STREAM)
+                self._unreadable(str(e))
                 return
             self._deliver(events)
         super().connectionLost(reason)

@@ -256,29 +256,48 @@ class StreamedRelayTests(SynchronousTestCase):
         self.assertTrue(self.client.raw.endswith(b"\r\n0\r\n\r\n"))
 
     def test_heartbeat_comment_while_upstream_is_silent(self) -> None:
+        self.h.reactor.advance(3)
         self.upstream.send(chunk("a"))
-        self.wait(5)  # the chunk counts as activity
+        self.h.reactor.advance(4.9)  # the chunk counts as activity
         self.assertEqual(self.body(), chunk("a"))
-        self.wait(5)
+        self.h.reactor.advance(0.1)
         self.assertEqual(self.body(), chunk("a") + b": keep-alive\n\n")
+        self.h.reactor.advance(5)
+        self.assertEqual(self.body(), chunk("a") + b": keep-alive\n\n" * 2)
 
     def test_heartbeat_never_splits_a_line(self) -> None:
         self.upstream.send(b'data: {"choi')
         self.wait(10)
-        self.assertEqual(self.body(), b'data: {"choi')
+        # A line is forwarded whole or not at all: the client is still
+        # between events, so whole keep-alive comments are fine.
+        self.assertEqual(self.body(), b": keep-alive\n\n" * 2)
         self.upstream.send(b'ces": []}\n')
         self.wait(10)
         # Between lines of one event only a comment line is legal.
-        self.assertEqual(self.body(), b'data: {"choices": []}\n: keep-alive\n')
+        self.assertEqual(
+            self.body(),
+            b": keep-alive\n\n" * 2 + b'data: {"choices": []}\n' + b": keep-alive\n" * 2,
+        )
 
     def test_idle_upstream_ends_the_stream_after_the_idle_timeout(self) -> None:
+        self.h.reactor.advance(7)
         self.upstream.send(chunk("a"))
-        self.wait(60)
+        self.h.reactor.advance(59.9)
         self.assertNotEqual(self.upstream.transport.producerState, "stopped")
-        self.wait(5)
+        self.h.reactor.advance(0.1)
         self.assertEqual(self.upstream.transport.producerState, "stopped")
         self.assertIn(b'"code":"idle_timeout"', self.body())
         self.assertTrue(self.client.raw.endswith(b"\r\n0\r\n\r\n"))
+
+    def test_a_paused_client_does_not_make_the_upstream_idle(self) -> None:
+        self.upstream.send(chunk("a"))
+        self.client.transport.producer.pauseProducing()
+        self.h.reactor.advance(100)
+        self.client.transport.producer.resumeProducing()
+        self.h.reactor.advance(59)
+        self.assertNotEqual(self.upstream.transport.producerState, "stopped")
+        self.h.reactor.advance(1)
+        self.assertEqual(self.upstream.transport.producerState, "stopped")
 
     def test_upstream_line_over_the_cap_fails_that_stream_cleanly(self) -> None:
         h = Harness(makeConfig({"server": {"max_sse_line_bytes": 1000}}))
@@ -406,3 +425,20 @@ class DrainTests(SynchronousTestCase):
     def test_an_idle_gateway_drains_at_once(self) -> None:
         h = Harness(makeConfig())
         self.successResultOf(h.gateway.drain(30))
+
+
+class NonStreamedIdleTests(SynchronousTestCase):
+    def test_the_idle_timeout_fires_after_idle_seconds_on_a_whole_body(self) -> None:
+        """Not up to twice as late: the timer counts from the last byte."""
+        h = Harness(makeConfig(timeouts={"idle": 10}))
+        client = h.connect()
+        client.post(CHAT, {"model": "m1", "messages": []})
+        upstream = h.sent[0].respond(200, {b"content-type": b"application/json"})
+        h.reactor.advance(1)
+        upstream.send(b'{"id": "chatcmpl-1", ')
+        h.reactor.advance(9.9)
+        self.assertEqual(upstream.transport.producerState, "producing")
+        h.reactor.advance(0.1)
+        self.assertEqual(upstream.transport.producerState, "stopped")
+        # A whole body cut short cannot be mended: the connection is closed.
+        self.assertTrue(client.transport.disconnecting)

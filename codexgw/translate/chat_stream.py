@@ -215,6 +215,7 @@ class ChatToResponses:
         self._finish_reason: str | None = None
         self._produced = False
         self._broken: str | None = None
+        self._out: list[Event] = []
 
     # -- public API ---------------------------------------------------------
 
@@ -241,20 +242,35 @@ class ChatToResponses:
         ]
 
     def feed(self, chunk: dict[str, Any]) -> list[Event]:
-        """Translate one parsed upstream chunk."""
+        """
+        Translate one parsed upstream chunk.
+
+        A chunk of the wrong shape raises (C{TypeError}, C{AttributeError},
+        …) and the caller then calls L{fail}: the events this chunk had
+        already produced are not lost but come first in what L{fail}
+        returns, so sequence numbers have no gap and no content event
+        arrives before its item.
+        """
         if self.done:
             return []
-        events = self.start() if not self._started else []
+        events = self._out
+        self._feed(chunk, events)
+        self._out = []
+        return events
+
+    def _feed(self, chunk: dict[str, Any], events: list[Event]) -> None:
+        if not self._started:
+            events += self.start()
         if "error" in chunk or chunk.get("object") == "error":
             message, code, type_, _ = error_fields(chunk)
-            events += self.fail(error_code(message, code, type_), message or "upstream error")
-            return events
+            events += self._fail(error_code(message, code, type_), message or "upstream error")
+            return
         usage = chunk.get("usage")
         if usage:
             self._usage = usage
         choices = chunk.get("choices")
         if not choices:
-            return events
+            return
         choice = choices[0]
         if len(choices) > 1:
             for c in choices:
@@ -278,12 +294,19 @@ class ChatToResponses:
         if finish:
             self._finish_reason = finish
             self._close_all(events, "incomplete" if finish == "length" else "completed")
+
+    def _take(self) -> list[Event]:
+        """Events made but not yet handed out (after a chunk that raised)."""
+        events, self._out = self._out, []
         return events
 
     def finish(self) -> list[Event]:
         """The upstream sent C{[DONE]} or closed cleanly: end the response."""
         if self.done:
             return []
+        return self._take() + self._finish()
+
+    def _finish(self) -> list[Event]:
         events = self.start() if not self._started else []
         finish = self._finish_reason
         if finish is None:
@@ -298,7 +321,7 @@ class ChatToResponses:
                     try:
                         orjson.loads(args)
                     except orjson.JSONDecodeError:
-                        return events + self.fail(
+                        return events + self._fail(
                             INCOMPLETE_STREAM, "upstream closed the stream inside a tool call"
                         )
             self._close_all(events, "completed")
@@ -317,12 +340,31 @@ class ChatToResponses:
         return events + self._terminal("completed")
 
     def fail(self, code: str, message: str) -> list[Event]:
-        """The upstream broke, timed out or sent an error: C{response.failed}."""
+        """
+        The upstream broke, timed out or sent an error: C{response.failed}.
+
+        Items still streaming are abandoned, not closed: no
+        C{output_item.done} for them, and the failed response's C{output}
+        holds only items that were finished. A client records every item
+        it is given as done (the Codex CLI shows a half answer as the
+        answer and replays it, or a tool call with torn JSON arguments, on
+        its retry), so half an item must never look like a whole one.
+        """
         if self.done:
             return []
+        return self._take() + self._fail(code, message)
+
+    def _fail(self, code: str, message: str) -> list[Event]:
         events = self.start() if not self._started else []
-        self._close_all(events, "incomplete")
+        self._abandon()
         return events + self._terminal("failed", error=(code, message))
+
+    def _abandon(self) -> None:
+        self._reasoning = None
+        self._reasoning_parts = []
+        self._message = None
+        self._text_parts = []
+        self._calls = {}
 
     # -- internals ------------------------------------------------------------
 

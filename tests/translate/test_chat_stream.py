@@ -155,7 +155,10 @@ class ProviderStreamTests(SynchronousTestCase):
         final = check_stream(events)
         self.assertEqual(events[-1]["type"], "response.failed")
         self.assertEqual(final["error"]["code"], "context_length_exceeded")
-        self.assertEqual(final["output"][0]["content"][0]["text"], "Partial")
+        # The half message was streamed, then abandoned: never done, not output.
+        self.assertIn("response.output_text.delta", [e["type"] for e in events])
+        self.assertNotIn("response.output_item.done", [e["type"] for e in events])
+        self.assertEqual(final["output"], [])
 
     def test_close_without_done_after_finish_reason_completes(self) -> None:
         final = check_stream(run_fixture("no_done_after_finish"))
@@ -214,7 +217,7 @@ class TerminalTests(SynchronousTestCase):
             final = check_stream(events)
             self.assertNotEqual((final["incomplete_details"] or {}).get("reason"), "interrupted")
 
-    def test_fail_closes_open_items_and_carries_the_code(self) -> None:
+    def test_fail_abandons_open_items_and_carries_the_code(self) -> None:
         t = translator()
         events = (
             t.start()
@@ -223,7 +226,40 @@ class TerminalTests(SynchronousTestCase):
         )
         final = check_stream(events)
         self.assertEqual(final["error"], {"code": "upstream_idle_timeout", "message": "silent"})
-        self.assertEqual(final["output"][0]["status"], "incomplete")
+        self.assertNotIn("response.output_item.done", types(events))
+        self.assertNotIn("response.function_call_arguments.done", types(events))
+        self.assertEqual(final["output"], [])
+
+    def test_fail_keeps_the_items_that_were_finished(self) -> None:
+        t = translator()
+        events = (
+            t.start()
+            + t.feed(chunk({"reasoning_content": "think"}))
+            + t.feed(chunk({"content": "half an ans"}))
+            + t.fail("upstream_stream_broken", "cut")
+        )
+        final = check_stream(events)
+        self.assertEqual([item["type"] for item in final["output"]], ["reasoning"])
+        done = [e["item"]["type"] for e in events if e["type"] == "response.output_item.done"]
+        self.assertEqual(done, ["reasoning"])
+        self.assertNotIn("response.output_text.done", types(events))
+
+    def test_a_chunk_that_raises_loses_none_of_the_events_before_it(self) -> None:
+        t = translator()
+        events = t.start()
+        with self.assertRaises((AttributeError, TypeError)):
+            # Opens the message, then trips over a tool call of the wrong shape.
+            t.feed(
+                {
+                    "choices": [
+                        {"delta": {"content": "Hi", "tool_calls": [{"index": 0, "function": 7}]}}
+                    ]
+                }
+            )
+        events += t.fail("upstream_protocol_error", "wrong shape")
+        final = check_stream(events)
+        self.assertIn("response.output_text.delta", types(events))
+        self.assertEqual(final["error"]["code"], "upstream_protocol_error")
 
     def test_close_with_no_output_and_no_finish_reason_fails(self) -> None:
         t = translator()
