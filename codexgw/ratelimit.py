@@ -153,8 +153,13 @@ class RedisRateLimiter:
     Windows shared by every gateway using the same Redis, counted by one
     atomic script per request.
 
+    While Redis is away the client fails each check at once (it logs the
+    outage, once, and reconnects on its own); the limiter applies its
+    policy and counts the failure, and logs only what the client cannot
+    know: Redis answering its scripts with an error, once until they work.
+
     @param failurePolicy: C{open} (serve while Redis is away) or C{closed}
-        (refuse with 503); either way the outage is logged once and counted.
+        (refuse with 503).
     @param metrics: L{codexgw.metrics.GatewayMetrics}, or L{None}.
     """
 
@@ -171,9 +176,11 @@ class RedisRateLimiter:
         self.failurePolicy = failurePolicy
         self.prefix = prefix
         self.metrics = metrics
-        self._down = False
+        self._refused = False
         if metrics is not None:
-            metrics.ratelimit_backend_up.set(1)
+            metrics.ratelimit_backend_up.set(1 if client.available else 0)
+            # Up and down as the connection goes, checks or none.
+            client.addAvailabilityObserver(lambda up: metrics.ratelimit_backend_up.set(int(up)))
 
     def _keys(self, key: str) -> tuple[str, str, int]:
         window = int(self.clock.seconds() // WINDOW)
@@ -184,20 +191,21 @@ class RedisRateLimiter:
         if self.metrics is not None:
             self.metrics.ratelimit_backend_errors.inc()
             self.metrics.ratelimit_backend_up.set(0)
-        if not self._down:
-            self._down = True
+        if isinstance(error, RedisError) and not self._refused:
+            self._refused = True
             log.warn(
-                "rate limiter: Redis unavailable ({error}); failing {policy} until it is back",
+                "rate limiter: Redis answered a check with an error ({error}); "
+                "failing {policy} until checks work",
                 error=str(error),
                 policy=self.failurePolicy,
             )
 
     def _ok(self) -> None:
-        if self._down:
-            self._down = False
-            log.info("rate limiter: Redis is back")
-            if self.metrics is not None:
-                self.metrics.ratelimit_backend_up.set(1)
+        if self.metrics is not None:
+            self.metrics.ratelimit_backend_up.set(1)
+        if self._refused:
+            self._refused = False
+            log.info("rate limiter: Redis answers checks again")
 
     async def _check(self, key: str, limits: Limits) -> Decision:
         requests, tokens, ttl = self._keys(key)

@@ -214,9 +214,14 @@ class RedisStore:
         self.prefix = prefix
 
     async def _execute(self, *args: Any) -> Any:
+        # While Redis is away the client fails at once (no connection
+        # attempt per call) and logs the outage itself, once; the store only
+        # turns it into a 503.
         try:
             return await self.client.execute(*args)
-        except (RedisUnavailable, RedisError) as e:
+        except RedisUnavailable as e:
+            raise StoreUnavailable(str(e)) from None  # it names Redis and where
+        except RedisError as e:
             raise StoreUnavailable(f"Redis: {e}") from None
 
     async def _save(self, record: StoredResponse) -> None:

@@ -117,6 +117,29 @@ class RedisLimiterTests(LimiterSuite, TestCase):
         self.assertFalse(decision.allowed)
         self.assertTrue(decision.unavailable)
 
+    async def test_an_error_from_redis_is_logged_once_until_checks_work(self) -> None:
+        from twisted.logger import formatEvent, globalLogPublisher
+
+        lines: list[str] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            if event.get("log_namespace") in ("codexgw.ratelimit", "codexgw.redisclient"):
+                lines.append(formatEvent(event))
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        limits = Limits(requests_per_minute=5)
+        requestsKey = self.limiter._keys("alice")[0]
+        await self.client.execute("SET", requestsKey, "not a number")  # the script fails on it
+        for _ in range(3):
+            self.assertTrue((await self.limiter.check("alice", limits)).allowed)  # fails open
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("rate limiter: Redis answered a check with an error", lines[0])
+        await self.client.execute("DEL", requestsKey)
+        self.assertTrue((await self.limiter.check("alice", limits)).allowed)
+        self.assertEqual(lines[1:], ["rate limiter: Redis answers checks again"])
+        self.assertTrue(self.client.available, "an error reply is no outage of the connection")
+
 
 class GatewayLimitTests(SynchronousTestCase):
     def config(self, **extra: Any) -> Any:
@@ -243,3 +266,118 @@ class SharedGatewayTests(TestCase):
             if response.code == 429:
                 self.assertTrue(response.headers.getRawHeaders("retry-after"))
         self.assertEqual(statuses, [200, 200, 200, 429])
+
+
+class RedisOutageGatewayTests(TestCase):
+    """
+    A gateway whose rate limits (failing closed) and stored responses are in
+    a real Redis, which is stopped and then started again on its port.
+    """
+
+    timeout = 60
+
+    async def test_an_outage_is_503s_at_once_a_few_reconnections_and_one_line_each_way(
+        self,
+    ) -> None:
+        from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+
+        from codexgw.service import Gateway
+        from tests.fakes.chat_upstream import FakeChatUpstream
+        from tests.test_integration import httpClient, serve, until
+
+        password = "pw-9c1e7f"
+        server = RedisServer(self)
+        admin = RedisClient(reactor, server.url)
+        self.addCleanup(admin.close)
+        await admin.execute("CONFIG", "SET", "requirepass", password)
+        admin.close()
+
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+
+        def redisLines() -> list[tuple[Any, str]]:
+            """What the Redis client, the limiter and the store have logged."""
+            ours = ("codexgw.redisclient", "codexgw.ratelimit", "codexgw.store")
+            return [
+                (e["log_level"], formatEvent(e)) for e in events if e.get("log_namespace") in ours
+            ]
+
+        upstream = serve(self, FakeChatUpstream())
+        config = parse(
+            {
+                "upstreams": {
+                    "main": {"base_url": f"http://127.0.0.1:{upstream.getHost().port}/v1"}
+                },
+                "auth": {
+                    "keys": [
+                        {"name": "team", "key": "k-team", "limits": {"requests_per_minute": 1000}}
+                    ]
+                },
+                "rate_limits": {"backend": "redis", "failure_policy": "closed"},
+                "redis": {"url": f"redis://:{password}@127.0.0.1:{server.port}/0", "timeout": 5},
+                "store": {"backend": "redis"},
+            },
+            "t.yaml",
+            {},
+        )
+        gateway = Gateway(config)
+        self.addCleanup(gateway.close)
+        assert gateway.redis is not None
+        client = gateway.redis
+        base = f"http://127.0.0.1:{serve(self, gateway.resource).getHost().port}/v1"
+        http = httpClient(self)
+        auth = {"Authorization": "Bearer k-team"}
+        up = lambda: gateway.metrics.registry.get_sample_value("codexgw_ratelimit_backend_up")  # noqa: E731
+
+        async def chat() -> tuple[int, Any]:
+            response = await http.post(
+                base + "/chat/completions", json={"model": "m", "messages": []}, headers=auth
+            )
+            return response.code, orjson.loads(await response.content())
+
+        async def stored() -> tuple[int, Any]:
+            response = await http.get(base + "/responses/resp_nope", headers=auth)
+            return response.code, orjson.loads(await response.content())
+
+        self.assertEqual((await chat())[0], 200)
+        self.assertEqual((await stored())[0], 404)
+        self.assertEqual((client.connectAttempts, redisLines()), (1, []))
+
+        server.stop()
+        self.assertTrue(await until(lambda: not client.available), "the loss is noticed")
+        self.assertEqual(up(), 0)
+        attempts, began, requests = client.connectAttempts, reactor.seconds(), 0
+        while reactor.seconds() - began < 1.5:
+            for call, code in ((chat, "rate_limiter_unavailable"), (stored, "store_unavailable")):
+                sent = reactor.seconds()
+                status, body = await call()
+                self.assertEqual((status, body["error"]["code"]), (503, code))
+                # Far below redis.timeout (5 s): nothing waited to time out.
+                self.assertLess(reactor.seconds() - sent, 2.5)
+                requests += 1
+        made = client.connectAttempts - attempts
+        self.assertLessEqual(made, 4, f"{made} connection attempts for {requests} requests")
+        self.assertGreater(requests, 10 * max(made, 1))
+        self.assertEqual([level for level, _ in redisLines()], [LogLevel.warn], redisLines())
+        # Nor a "Starting factory" / "Stopping factory" pair per connection attempt.
+        self.assertEqual(
+            [formatEvent(e) for e in events if "twisted.internet.protocol" in e["log_namespace"]],
+            [],
+        )
+        self.assertIn(f"Redis 127.0.0.1:{server.port}/0 unavailable", redisLines()[0][1])
+
+        server.start()
+        admin = RedisClient(reactor, server.url)
+        self.addCleanup(admin.close)
+        await admin.execute("CONFIG", "SET", "requirepass", password)
+        self.assertTrue(await until(lambda: client.available, timeout=15), "the return is noticed")
+        self.assertEqual(up(), 1, "before any request: the reconnection says so")
+        self.assertEqual((await chat())[0], 200)
+        self.assertEqual((await stored())[0], 404)
+        self.assertEqual(up(), 1)
+        lines = redisLines()
+        self.assertEqual([level for level, _ in lines], [LogLevel.warn, LogLevel.info], lines)
+        self.assertIn(f"Redis 127.0.0.1:{server.port}/0 is back", lines[1][1])
+        for event in events:
+            self.assertNotIn(password, formatEvent(event) + repr(event))

@@ -18,7 +18,7 @@ from codexgw.store import RedisStore, SQLiteStore, StoredResponse, StoreFull
 from tests.fakes.chat_upstream import chatChunk, textStream
 from tests.redis_server import RedisServer
 from tests.test_bridge_sdk import serveBytes
-from tests.test_integration import LiveGateway
+from tests.test_integration import LiveGateway, until
 
 
 def record(rid: str, owner: str = "alice", previous: str | None = None) -> StoredResponse:
@@ -124,17 +124,22 @@ class RedisStoreTests(StoreSuite, TestCase):
         self.addCleanup(self.client.close)
         self.store = RedisStore(self.client, ttl=3600, maxBytes=4096)
 
-    async def test_redis_away_is_unavailable_and_its_return_is_noticed(self) -> None:
+    async def test_redis_away_is_unavailable_at_once_and_its_return_is_noticed(self) -> None:
         await self.store.save(record("resp_1"))
         self.server.stop()
+        self.assertTrue(await until(lambda: not self.client.available), "the loss is noticed")
+        attempts = self.client.connectAttempts
         for d in (
             self.store.get("resp_1"),
             self.store.save(record("resp_2")),
             self.store.delete("resp_1"),
         ):
+            self.assertTrue(d.called, "a 503 at once, not after a timeout")
             error = await assertUnavailable(self, d)
-            self.assertIn("Redis", str(error))
+            self.assertIn(f"Redis 127.0.0.1:{self.server.port}/0 unavailable", str(error))
+        self.assertEqual(self.client.connectAttempts, attempts, "no attempt per call")
         self.server.start()  # empty again: nothing is saved to disk
+        self.assertTrue(await until(lambda: self.client.available), "the return is noticed")
         await self.store.save(record("resp_3"))
         self.assertEqual(await self.store.get("resp_3"), record("resp_3"))
 
