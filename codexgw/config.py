@@ -228,6 +228,9 @@ class Config:
     @ivar heartbeat_interval: seconds of upstream silence before a stream gets
         a keep-alive.
     @ivar models_cache_ttl: how long C{GET /v1/models} trusts an upstream list.
+    @ivar request_timeout: seconds a client has to send a whole request; 0
+        for no deadline.
+    @ivar max_connections: client connections served at once; 0 for no cap.
     """
 
     upstreams: Mapping[str, UpstreamConfig]
@@ -242,6 +245,8 @@ class Config:
     drain_timeout: float = 30.0
     circuit_threshold: int = 5
     circuit_cooldown: float = 30.0
+    request_timeout: float = 60.0
+    max_connections: int = 10000
     auth_enabled: bool = False
     auth_implicitly_off: bool = False
     keys: tuple[ApiKey, ...] = ()
@@ -350,6 +355,19 @@ class _Reader:
             return None
         return value
 
+    def count(self, key: str, value: Any) -> int | None:
+        """A whole number that may be 0 (for keys where 0 means off)."""
+        if isinstance(value, str):
+            value = self.interpolate(key, value)
+            try:
+                value = int(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            self.problem(key, f"expected a whole number (0 for none), got {value!r}")
+            return None
+        return value
+
     def boolean(self, key: str, value: Any) -> bool | None:
         if isinstance(value, str):
             value = {"true": True, "false": False}.get(self.interpolate(key, value).lower(), value)
@@ -431,6 +449,8 @@ _SERVER_KEYS = (
     "drain_timeout",
     "circuit_threshold",
     "circuit_cooldown",
+    "request_timeout",
+    "max_connections",
 )
 
 
@@ -1039,6 +1059,12 @@ def parse(data: Any, source: str, environ: Mapping[str, str] | None = None) -> C
         ),
         circuit_cooldown=r.get(
             server, "circuit_cooldown", "server.", r.number, defaults.circuit_cooldown
+        ),
+        request_timeout=r.get(
+            server, "request_timeout", "server.", r.number, defaults.request_timeout
+        ),
+        max_connections=r.get(
+            server, "max_connections", "server.", r.count, defaults.max_connections
         ),
         auth_enabled=enabled,
         auth_implicitly_off=implicit,

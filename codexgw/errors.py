@@ -89,6 +89,36 @@ class PayloadTooLarge(GatewayError):
     code = "request_too_large"
 
 
+class MalformedRequest(InvalidRequest):
+    """
+    The request's HTTP framing cannot be parsed: its request line, a header,
+    C{Content-Length} or C{Transfer-Encoding}, or its chunked body (400).
+    The connection is closed: nothing after the error can be trusted to
+    start the next request.
+    """
+
+    code = "malformed_http_request"
+
+
+class RequestTimeout(GatewayError):
+    """
+    The client did not send its whole request (head and body) within
+    C{server.request_timeout} (408); the connection is closed.
+    """
+
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+
+class HeadersTooLarge(GatewayError):
+    """The request line and headers are too long, or too many (431)."""
+
+    status = 431
+    type = "invalid_request_error"
+    code = "request_headers_too_large"
+
+
 class UnsupportedMediaType(GatewayError):
     status = 415
     type = "invalid_request_error"
@@ -134,6 +164,15 @@ class ServiceUnavailable(GatewayError):
     status = 503
     type = "server_error"
     code = "service_unavailable"
+
+
+class TooManyConnections(ServiceUnavailable):
+    """
+    C{server.max_connections} client connections are already open (503,
+    C{Retry-After}); the new one is answered and closed at once.
+    """
+
+    code = "too_many_connections"
 
 
 class StoreUnavailable(ServiceUnavailable):

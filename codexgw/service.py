@@ -41,7 +41,7 @@ from codexgw.reverse import ReverseBridge
 from codexgw.routing import Router
 from codexgw.store import IResponseStore, RedisStore, SQLiteStore
 from codexgw.upstream import Upstream, makePool
-from codexgw.web import GatewaySite, Redacting
+from codexgw.web import GatewaySite, Redacting, connectionCap, openFileLimit
 
 log = Logger()
 
@@ -141,9 +141,35 @@ class Gateway:
         self.redactor = Redactor(configSecrets(config))
         self.resource: IResource = Redacting(resource, self.redactor)
 
-    def makeSite(self, reactor: Any = None) -> GatewaySite:
-        """A site serving this gateway, refusing oversized bodies as they arrive."""
-        return GatewaySite(self.resource, reactor=reactor, maxBody=self.config.max_body_bytes)
+    def makeSite(self, reactor: Any = None, fileLimit: int | None = None) -> GatewaySite:
+        """
+        A site serving this gateway: oversized bodies are refused as they
+        arrive, a request has C{server.request_timeout} seconds to arrive
+        whole, and at most C{server.max_connections} connections are served
+        at once, fewer if the open-file limit could not hold that many.
+
+        @param fileLimit: the open-file limit to fit; the process's own
+            (C{RLIMIT_NOFILE}) when L{None}.
+        """
+        configured = self.config.max_connections
+        limit = openFileLimit() if fileLimit is None else fileLimit
+        cap = connectionCap(configured, limit)
+        if cap is not None and cap < configured:
+            log.info(
+                "serving at most {cap} connections at once: server.max_connections is "
+                "{configured}, but the open-file limit of {limit} leaves room for {cap} "
+                "client connections and their upstream connections",
+                cap=cap,
+                configured=configured,
+                limit=limit,
+            )
+        return GatewaySite(
+            self.resource,
+            reactor=reactor,
+            maxBody=self.config.max_body_bytes,
+            requestTimeout=self.config.request_timeout,
+            maxConnections=cap,
+        )
 
     @staticmethod
     def dumps(value: Any) -> bytes:

@@ -111,6 +111,8 @@ class DefaultsTests(ConfigTestCase):
         self.assertEqual(config.max_body_bytes, 32 * 1024 * 1024)
         self.assertEqual(config.max_sse_line_bytes, 4 * 1024 * 1024)
         self.assertEqual(config.health_probe_interval, 5.0)
+        self.assertEqual(config.request_timeout, 60.0)
+        self.assertEqual(config.max_connections, 10000)
 
     def test_demo_upstream_needs_no_base_url(self) -> None:
         config = parse({"upstreams": {"offline": {"provider": "demo"}}}, "conf.yaml", {})
@@ -493,6 +495,23 @@ class ErrorTests(ConfigTestCase):
         data = main()
         data["server"] = {"models_cache_ttl": -5}
         self.assertOneProblem(data, "server.models_cache_ttl", "non-negative")
+
+    def test_connection_limits_take_zero_for_off(self) -> None:
+        data = main()
+        data["server"] = {"request_timeout": 0, "max_connections": 0}
+        config = parse(data, "conf.yaml", {})
+        self.assertEqual((config.request_timeout, config.max_connections), (0.0, 0))
+        data["server"] = {"request_timeout": 2.5, "max_connections": "${CAP}"}
+        config = parse(data, "conf.yaml", {"CAP": "300"})
+        self.assertEqual((config.request_timeout, config.max_connections), (2.5, 300))
+
+    def test_connection_limits_refuse_nonsense(self) -> None:
+        data = main()
+        data["server"] = {"request_timeout": -1}
+        self.assertOneProblem(data, "server.request_timeout", "non-negative")
+        for bad in (-1, 1.5, "lots", True):
+            data["server"] = {"max_connections": bad}
+            self.assertOneProblem(data, "server.max_connections", "whole number")
 
     def test_zero_heartbeat_interval(self) -> None:
         data = main()
