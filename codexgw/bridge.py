@@ -14,13 +14,13 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-import treq
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.server import Request
 
+from codexgw.bodies import readCapped
 from codexgw.conversation import history, notFound, turnInput
-from codexgw.errors import GatewayError
+from codexgw.errors import GatewayError, adviseRetry
 from codexgw.relay import (
     BAD_STREAM,
     COMPLETE,
@@ -29,6 +29,7 @@ from codexgw.relay import (
     TOTAL_TIMEOUT,
     UPSTREAM_BROKEN,
 )
+from codexgw.retry import retryAfterEstimate
 from codexgw.sse import SSEError, SSEEvent
 from codexgw.store import StoredResponse
 from codexgw.translate.errors import upstream_error
@@ -178,6 +179,19 @@ class BufferingAdapter(Adapter):
         return orjson.dumps(response)
 
 
+async def upstreamFailure(upstream: Any, response: Any) -> GatewayError:
+    """
+    An upstream's error answer (read with a cap) as the error the client
+    gets, its status kept; a 429 always says when to retry (the upstream's
+    word, else the gateway's estimate).
+    """
+    error = upstream_error(response.code, await readCapped(response))
+    retry = response.headers.getRawHeaders(b"retry-after")
+    if retry:
+        error.headers[b"retry-after"] = retry[0]
+    return adviseRetry(error, retryAfterEstimate(response, upstream.policy))
+
+
 def completionAsChunk(completion: dict[str, Any]) -> dict[str, Any]:
     """
     A whole C{chat.completion} as one stream chunk, for upstreams that answer
@@ -307,11 +321,7 @@ class Bridge:
 
         self.proxy.answered(ex)
         if response.code >= 400:
-            raw = await treq.content(response)
-            error = upstream_error(response.code, raw)
-            retry = response.headers.getRawHeaders(b"retry-after")
-            if retry:
-                error.headers[b"retry-after"] = retry[0]
+            error = await upstreamFailure(upstream, response)
             if early is None or not early.started:
                 raise error
             ex.status = 200
@@ -364,7 +374,7 @@ class Bridge:
         single chunk, and the exchange is accounted as a relay's would be.
         """
         request = ex.request
-        raw = await treq.content(response)
+        raw = await readCapped(response, self.maxLine)
         outcome = COMPLETE
         try:
             chunk = completionAsChunk(orjson.loads(raw))

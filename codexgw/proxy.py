@@ -25,6 +25,7 @@ from codexgw.errors import (
     InvalidRequest,
     PayloadTooLarge,
     UnsupportedMediaType,
+    adviseRetry,
     error_body,
 )
 from codexgw.logs import logAccess
@@ -38,6 +39,7 @@ from codexgw.relay import (
     PassThroughRelay,
     _Relay,
 )
+from codexgw.retry import retryAfterEstimate
 from codexgw.upstream import Upstream
 from codexgw.usage import tokens
 from codexgw.web import STANDARD_HEADERS
@@ -229,6 +231,10 @@ class Proxy:
         ex.status = response.code
         request.setResponseCode(response.code)
         self.copyResponseHeaders(ex, response)
+        if response.code == 429 and not request.responseHeaders.hasHeader(b"retry-after"):
+            # The Codex CLI retries a 429 only when told how long to wait.
+            seconds = retryAfterEstimate(response, upstream.policy)
+            request.setHeader(b"retry-after", b"%d" % seconds)
         ctype = response.headers.getRawHeaders(b"content-type", [b""])[0]
         sse = stream and response.code < 400 and ctype.startswith(b"text/event-stream")
         if not sse and isinstance(response.length, int):
@@ -373,6 +379,8 @@ class Proxy:
     def fail(self, ex: Exchange, error: GatewayError) -> bytes:
         """Answer with C{error} in OpenAI's shape; returns the body for Klein."""
         request = ex.request
+        if error.status == 429:
+            adviseRetry(error, 1)
         ex.status = error.status
         ex.outcome = "error"
         if error.type == "upstream_error":

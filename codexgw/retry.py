@@ -11,7 +11,9 @@ the same tokens twice.
 
 from __future__ import annotations
 
+import math
 import random
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -64,6 +66,45 @@ def retryAfter(response: Any) -> float | None:
         except ValueError:
             return None  # an HTTP date: rare from model APIs; fall back to backoff
     return None
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _duration(value: bytes) -> float | None:
+    """OpenAI's C{x-ratelimit-reset-*} form (C{6m0s}, C{1.5s}, C{20ms}) in seconds."""
+    text = value.decode("ascii", "replace").strip()
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(n) * _UNIT[u] for n, u in parts)
+
+
+def retryAfterEstimate(response: Any, policy: RetryPolicy) -> int:
+    """
+    Whole seconds a client should wait before retrying a 429: what the
+    upstream said (C{Retry-After}, C{retry-after-ms}, or the reset of the
+    window it ran out of), else the gateway's own backoff after its last
+    attempt. Never 0: the Codex CLI retries a 429 only when told how long
+    to wait, and waits exactly that long.
+    """
+    hinted = retryAfter(response)
+    if hinted is None:
+        headers = response.headers
+        resets = []
+        for kind in (b"requests", b"tokens"):
+            remaining = headers.getRawHeaders(b"x-ratelimit-remaining-" + kind)
+            reset = headers.getRawHeaders(b"x-ratelimit-reset-" + kind)
+            if reset and (remaining is None or remaining[0].strip() in (b"0", b"0.0")):
+                seconds = _duration(reset[0])
+                if seconds is not None:
+                    resets.append(seconds)
+        if resets:
+            hinted = max(resets)
+    if hinted is None:
+        hinted = min(policy.backoff_max, policy.backoff_base * 2 ** max(0, policy.max_attempts - 1))
+    return max(1, math.ceil(hinted))
 
 
 async def withRetries(

@@ -16,11 +16,9 @@ import orjson
 from twisted.logger import Logger
 from twisted.web.server import Request
 
-from codexgw.bodies import readCapped
-from codexgw.bridge import FAILURE_CODES, Adapter, parseEvent
+from codexgw.bridge import FAILURE_CODES, Adapter, parseEvent, upstreamFailure
 from codexgw.relay import COMPLETE
 from codexgw.sse import DONE, HEARTBEAT, SSEEvent
-from codexgw.translate.errors import upstream_error
 
 log = Logger()
 
@@ -140,11 +138,7 @@ class ReverseBridge:
         )
         self.proxy.answered(ex)
         if response.code >= 400:
-            error = upstream_error(response.code, await readCapped(response))
-            retry = response.headers.getRawHeaders(b"retry-after")
-            if retry:
-                error.headers[b"retry-after"] = retry[0]
-            raise error
+            raise await upstreamFailure(upstream, response)
         ex.status = 200
         request.setResponseCode(200)
         if stream:
