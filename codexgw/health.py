@@ -16,12 +16,12 @@ from collections.abc import Iterable
 from typing import Any
 
 import attrs
-import treq
 from twisted.internet.defer import Deferred, FirstError, gatherResults
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from codexgw.bodies import readCapped
 from codexgw.errors import GatewayError
 from codexgw.upstream import Upstream
 
@@ -124,7 +124,7 @@ class HealthChecker:
         try:
             response = await self._upstreams[name].get("/models", timeout=self._timeout)
             # Read and drop the body so the connection goes back to the pool.
-            await treq.content(response)
+            await readCapped(response)
             state.status = response.code
             state.reachable = response.code < 500
             state.error = None if state.reachable else f"HTTP {response.code}"

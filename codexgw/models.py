@@ -14,14 +14,17 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-import treq
 from twisted.internet.defer import CancelledError, Deferred, FirstError, gatherResults
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from codexgw.bodies import readCapped
 from codexgw.upstream import Upstream
 
 log = Logger()
+
+LISTING_LIMIT = 8 * 1024 * 1024
+"""The largest model list read from an upstream (OpenRouter's is under 1 MiB)."""
 
 
 def _entry(model_id: str, owner: str, created: int = 0) -> dict[str, Any]:
@@ -51,7 +54,7 @@ class ModelCatalog:
             return cached[1]
         try:
             response = await upstream.get("/models", timeout=10.0)
-            body = await treq.content(response)
+            body = await readCapped(response, LISTING_LIMIT)
             if response.code != 200:
                 raise ValueError(f"HTTP {response.code}")
             data = orjson.loads(body).get("data")
