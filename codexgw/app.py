@@ -33,6 +33,7 @@ from codexgw.errors import (
     ShuttingDown,
     StoreUnavailable,
 )
+from codexgw.logs import Throttle
 from codexgw.metrics import CONTENT_TYPE
 from codexgw.proxy import Exchange
 from codexgw.relay import CLIENT_GONE
@@ -133,6 +134,7 @@ class GatewayApp:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.proxy = gateway.proxy
+        self._storeOutage = Throttle(gateway.clock)
 
     @app.route(CHAT, methods=["POST"])
     async def chat_completions(self, request: Request) -> bytes | None:
@@ -235,14 +237,18 @@ class GatewayApp:
             await work(ex)
             return None
         except StoreUnavailable as e:
-            # An outage, not a bug: one line, no traceback.
-            log.warn(
-                "response store unavailable: {cause}; answered 503 on {route} "
-                "request_id={request_id}",
-                cause=e.cause,
-                route=ex.route,
-                request_id=ex.request_id,
-            )
+            # An outage, not a bug: one line, no traceback, and one a minute
+            # at most (each request has its access line already).
+            suppressed = self._storeOutage.due()
+            if suppressed is not None:
+                log.warn(
+                    "response store unavailable: {cause}; answered 503 on {route} "
+                    "request_id={request_id} ({suppressed} more since the last such line)",
+                    cause=e.cause,
+                    route=ex.route,
+                    request_id=ex.request_id,
+                    suppressed=suppressed,
+                )
             return proxy.fail(ex, e)
         except GatewayError as e:
             return proxy.fail(ex, e)

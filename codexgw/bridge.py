@@ -21,6 +21,7 @@ from twisted.web.server import Request
 from codexgw.bodies import readCapped
 from codexgw.conversation import history, notFound, turnInput
 from codexgw.errors import GatewayError, adviseRetry
+from codexgw.logs import Throttle
 from codexgw.relay import (
     BAD_STREAM,
     COMPLETE,
@@ -234,6 +235,7 @@ class Bridge:
         self.gateway = gateway
         self.proxy = gateway.proxy
         self.clock = gateway.proxy.clock
+        self._unsaved = Throttle(self.clock)
         self.metrics = gateway.metrics
         self.dialectFor = dialectFor
         self.heartbeat = heartbeat
@@ -358,11 +360,16 @@ class Bridge:
             assert store is not None
 
             def unsaved(failure: Any) -> None:
+                suppressed = self._unsaved.due()
+                if suppressed is None:
+                    return
                 log.warn(
-                    "could not store response {id}: {error} request_id={request_id}",
+                    "could not store response {id}: {error} request_id={request_id} "
+                    "({suppressed} more since the last such line)",
                     id=record.id,
                     error=str(failure.value) or failure.type.__name__,
                     request_id=ex.request_id,
+                    suppressed=suppressed,
                 )
 
             store.save(record).addErrback(unsaved)

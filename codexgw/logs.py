@@ -39,6 +39,32 @@ _TOKEN = r"[A-Za-z0-9._~+/=\-]{6,}"
 _SECRET = re.compile(rf"(?i)(bearer\s+|api[-_]?key[\"'=:\s]+|(?<![A-Za-z0-9])sk-){_TOKEN}")
 
 
+class Throttle:
+    """
+    At most one line per C{interval} seconds for a condition that every
+    request meets during an outage (the store away, say): the first is
+    logged at once, later ones are counted and the count rides on the next
+    line logged. Without it an outage doubles the log volume: one warning
+    beside every access line.
+    """
+
+    def __init__(self, clock: Any, interval: float = 60.0) -> None:
+        self._clock = clock
+        self._interval = interval
+        self._last: float | None = None
+        self._suppressed = 0
+
+    def due(self) -> int | None:
+        """The number of lines suppressed since the last one if a line is due now, else L{None}."""
+        now = self._clock.seconds()
+        if self._last is not None and now - self._last < self._interval:
+            self._suppressed += 1
+            return None
+        self._last = now
+        suppressed, self._suppressed = self._suppressed, 0
+        return suppressed
+
+
 def redact(text: str) -> str:
     """Replace anything shaped like a credential."""
     return _SECRET.sub(lambda m: m.group(1) + "[redacted]", text)
@@ -113,4 +139,4 @@ def textObserver(stream: IO[str] | None = None) -> ILogObserver:
     return FileLogObserver(stream or sys.stdout, _TextFormatter())
 
 
-__all__ = ["jsonObserver", "logAccess", "redact", "textObserver"]
+__all__ = ["Throttle", "jsonObserver", "logAccess", "redact", "textObserver"]
