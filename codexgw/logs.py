@@ -65,9 +65,25 @@ class Throttle:
         return suppressed
 
 
+_CONFIGURED: list[Any] = []
+
+
+def redactConfigured(redactor: Any) -> None:
+    """
+    Also scrub, from every line these observers write, the credentials a
+    gateway was configured with (its L{codexgw.redaction.Redactor}): the
+    shapes below catch most keys, the exact values catch all of them.
+    """
+    if redactor.active and redactor not in _CONFIGURED:
+        _CONFIGURED.append(redactor)
+
+
 def redact(text: str) -> str:
-    """Replace anything shaped like a credential."""
-    return _SECRET.sub(lambda m: m.group(1) + "[redacted]", text)
+    """Replace anything shaped like a credential, and every configured one."""
+    text = _SECRET.sub(lambda m: m.group(1) + "[redacted]", text)
+    for redactor in _CONFIGURED:
+        text = redactor.text(text)
+    return text
 
 
 def logAccess(**fields: Any) -> None:
@@ -139,4 +155,4 @@ def textObserver(stream: IO[str] | None = None) -> ILogObserver:
     return FileLogObserver(stream or sys.stdout, _TextFormatter())
 
 
-__all__ = ["Throttle", "jsonObserver", "logAccess", "redact", "textObserver"]
+__all__ = ["Throttle", "jsonObserver", "logAccess", "redact", "redactConfigured", "textObserver"]

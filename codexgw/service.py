@@ -29,6 +29,7 @@ from codexgw.cors import CORSResource
 from codexgw.demo import DemoServer
 from codexgw.failover import CircuitBreaker, firstAnswer
 from codexgw.health import HealthChecker
+from codexgw.logs import redactConfigured
 from codexgw.metrics import GatewayMetrics
 from codexgw.models import ModelCatalog
 from codexgw.profiles import buildProfiles, dialectFor
@@ -139,6 +140,7 @@ class Gateway:
         if config.cors.allowed_origins:
             resource = CORSResource(resource, config.cors)
         self.redactor = Redactor(configSecrets(config))
+        redactConfigured(self.redactor)
         self.resource: IResource = Redacting(resource, self.redactor)
 
     def makeSite(self, reactor: Any = None, fileLimit: int | None = None) -> GatewaySite:

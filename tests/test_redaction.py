@@ -338,3 +338,20 @@ class EchoedSecretsTests(TestCase):
         for secret in SECRETS:
             self.assertNotIn(secret.encode(), everything)
             self.assertNotIn(secret[4:].encode(), everything)
+
+
+class LogTests(SynchronousTestCase):
+    def test_the_log_observers_scrub_every_configured_credential(self) -> None:
+        import io
+
+        from twisted.logger import Logger
+
+        from codexgw.logs import jsonObserver, textObserver
+
+        h = Harness(makeConfig(api_key="plainsecretvalue42"))  # no credential shape at all
+        self.assertTrue(h.gateway.redactor.active)
+        text, json = io.StringIO(), io.StringIO()
+        log = Logger(observer=lambda e: (textObserver(text)(e), jsonObserver(json)(e)))
+        log.warn("upstream said {what}", what="bad key plainsecretvalue42")
+        self.assertIn("upstream said", text.getvalue())
+        self.assertNotIn("plainsecretvalue42", text.getvalue() + json.getvalue())
