@@ -334,6 +334,38 @@ async def storedTurns(port: int, count: int) -> dict[str, float]:
     return out
 
 
+BENCH_KEY = "sk-bench-upstream-0123456789abcdefghijkl"
+
+
+def redactionCost() -> dict[str, float]:
+    """
+    The redactor alone, in this process: what each written piece costs
+    (a bridged SSE event, a Chat chunk, a whole JSON answer), with the three
+    secrets a typical config holds. The end-to-end rows above run with it on.
+    """
+    sys.path.insert(0, ROOT)
+    from codexgw.redaction import Redactor
+
+    redactor = Redactor([BENCH_KEY, "sk-second-upstream-key-000000000", "gw-team-key-1234567890"])
+    event = (
+        b"event: response.output_text.delta\ndata: "
+        b'{"type":"response.output_text.delta","sequence_number":12,"item_id":"msg_1",'
+        b'"output_index":0,"content_index":0,"delta":" token","logprobs":[]}\n\n'
+    )
+    body = b'{"id":"chatcmpl-1","choices":[{"message":{"content":"' + b"word " * 2000 + b'"}}]}'
+    out: dict[str, float] = {}
+    for name, data, n in (("event", event, 200_000), ("body_10kb", body, 20_000)):
+        stream = redactor.stream()
+        feed = stream.feed
+        started = time.perf_counter()
+        for _ in range(n):
+            feed(data)
+        elapsed = time.perf_counter() - started
+        out[name + "_ns"] = elapsed / n * 1e9
+        out[name + "_mb_s"] = len(data) * n / elapsed / 1e6
+    return out
+
+
 def gatewayConfig(port: int, upstream: int, extra: str = "") -> str:
     config = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
     config.write(
@@ -341,6 +373,9 @@ def gatewayConfig(port: int, upstream: int, extra: str = "") -> str:
         "upstreams:\n  main:\n"
         f'    base_url: "http://127.0.0.1:{upstream}/v1"\n'
         "    wire_api: chat\n"
+        # A credential, so every answer goes through the redactor, as in
+        # production (the fake upstream ignores it).
+        f'    api_key: "{BENCH_KEY}"\n'
         "default_upstream: main\n" + extra
     )
     config.close()
@@ -387,6 +422,13 @@ def report(res: dict[str, Any]) -> str:
             f"{many['streams']} concurrent slow streams (20 events, 3 s each): {many['completed']} completed, "
             f"{many['failed']} failed in {many['seconds']:.1f} s; RSS {many['rss_before_mb']:.1f} -> "
             f"peak {many['peak_rss_mb']:.1f} MB ({many['rss_per_stream_kb']:.1f} KB per stream)"
+        )
+    red = res.get("redaction")
+    if red:
+        lines.append(
+            f"redaction (3 secrets): {red['event_ns']:.0f} ns per bridged SSE event "
+            f"({red['event_mb_s']:.0f} MB/s), {red['body_10kb_ns'] / 1000:.1f} us per 10 KB body "
+            f"({red['body_10kb_mb_s']:.0f} MB/s)"
         )
     for backend in ("sqlite", "redis"):
         st = res.get("store_" + backend)
@@ -517,6 +559,7 @@ def main() -> int:
         for name in configs:
             os.unlink(name)
         shutil.rmtree(dataDir, ignore_errors=True)
+    res["redaction"] = redactionCost()
     print(report(res))
     if args.json:
         with open(args.json, "w") as f:
