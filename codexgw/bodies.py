@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_upstream -*-
+# -*- test-case-name: tests.test_bodies -*-
 """
 Reading the small bodies of upstream answers (errors, listings) with a cap.
 
