@@ -68,11 +68,14 @@ async def runCodex(
     extraArgs: list[str] | None = None,
     keepWork: list[str] | None = None,
     configToml: str | None = None,
+    retries: tuple[int, int] = (0, 0),
 ) -> tuple[int, str, str, str]:
     """
     Run `codex exec` in a throwaway directory; return (code, last message,
     stdout, stderr). C{configToml} replaces our provider block (its provider
-    table must come last: the no-retry settings are appended to it).
+    table must come last: the retry settings are appended to it).
+    C{retries} is the provider's C{(request_max_retries, stream_max_retries)}:
+    none by default, so a test sees the gateway's first answer as final.
     """
     home = os.path.abspath(test.mktemp())
     work = os.path.join(home, "work")
@@ -83,7 +86,11 @@ async def runCodex(
             or 'model = "m1"\nmodel_provider = "gw"\n\n[model_providers.gw]\nname = "codexgw"\n'
             f'base_url = "{base}"\nenv_key = "CODEXGW_KEY"\nwire_api = "responses"\n'
         )
-        f.write(f"request_max_retries = 0\nstream_max_retries = 0\n{providerExtra}")
+        requestRetries, streamRetries = retries
+        f.write(
+            f"request_max_retries = {requestRetries}\n"
+            f"stream_max_retries = {streamRetries}\n{providerExtra}"
+        )
     last = os.path.join(home, "last.txt")
     env = {
         "PATH": os.environ.get("PATH", ""),
