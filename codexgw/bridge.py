@@ -30,7 +30,7 @@ from codexgw.relay import (
     TOTAL_TIMEOUT,
     UPSTREAM_BROKEN,
 )
-from codexgw.retry import retryAfterEstimate
+from codexgw.retry import retryAfterEstimate, retryAfterSeconds, wholeSeconds
 from codexgw.sse import SSEError, SSEEvent
 from codexgw.store import StoredResponse
 from codexgw.translate.errors import upstream_error
@@ -188,9 +188,13 @@ async def upstreamFailure(upstream: Any, response: Any) -> GatewayError:
     """
     error = upstream_error(response.code, await readCapped(response))
     retry = response.headers.getRawHeaders(b"retry-after")
+    if response.code == 429:
+        return adviseRetry(error, retryAfterEstimate(response, upstream.policy))
     if retry:
-        error.headers[b"retry-after"] = retry[0]
-    return adviseRetry(error, retryAfterEstimate(response, upstream.policy))
+        seconds = retryAfterSeconds(retry[0])
+        if seconds is not None:
+            error.headers[b"retry-after"] = wholeSeconds(seconds)
+    return error
 
 
 def completionAsChunk(completion: dict[str, Any]) -> dict[str, Any]:

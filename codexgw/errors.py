@@ -210,21 +210,14 @@ class ShuttingDown(GatewayError):
 
 def adviseRetry(error: GatewayError, seconds: int) -> GatewayError:
     """
-    Give a 429 its C{Retry-After} (unless it has one) and, for clients that
+    Give a 429 its C{Retry-After} of C{seconds} and, for clients that
     only see the message (a C{response.failed} in a stream), say the same in
     words: the Codex CLI reads C{try again in Ns} from a
     C{rate_limit_exceeded} error's message.
     """
     if error.status != 429:
         return error
-    given = error.headers.get(b"retry-after")
-    if given is None:
-        error.headers[b"retry-after"] = b"%d" % seconds
-    else:
-        try:
-            seconds = max(1, int(float(given)))
-        except ValueError:
-            pass
+    error.headers[b"retry-after"] = b"%d" % max(1, seconds)
     if "try again in" not in error.message.lower():
         error.message = f"{error.message.rstrip()} Please try again in {seconds}s."
     return error

@@ -39,7 +39,7 @@ from codexgw.relay import (
     PassThroughRelay,
     _Relay,
 )
-from codexgw.retry import retryAfterEstimate
+from codexgw.retry import retryAfterEstimate, retryAfterSeconds, wholeSeconds
 from codexgw.upstream import Upstream
 from codexgw.usage import tokens
 from codexgw.web import STANDARD_HEADERS
@@ -205,6 +205,11 @@ class Proxy:
                 # the ones this client is held to.
                 if not mine.hasHeader(lower):
                     mine.setRawHeaders(lower, values)
+            elif lower == b"retry-after":
+                # Whole seconds: clients (the Codex CLI first) parse nothing else.
+                seconds = retryAfterSeconds(values[0])
+                if seconds is not None:
+                    mine.setRawHeaders(lower, [wholeSeconds(seconds)])
             elif lower in _PASS_HEADERS:
                 mine.setRawHeaders(lower, values)
 
@@ -231,8 +236,9 @@ class Proxy:
         ex.status = response.code
         request.setResponseCode(response.code)
         self.copyResponseHeaders(ex, response)
-        if response.code == 429 and not request.responseHeaders.hasHeader(b"retry-after"):
-            # The Codex CLI retries a 429 only when told how long to wait.
+        if response.code == 429:
+            # The Codex CLI retries a 429 only when told how long to wait:
+            # the upstream's word when it gave one, else the gateway's.
             seconds = retryAfterEstimate(response, upstream.policy)
             request.setHeader(b"retry-after", b"%d" % seconds)
         ctype = response.headers.getRawHeaders(b"content-type", [b""])[0]
@@ -379,7 +385,7 @@ class Proxy:
     def fail(self, ex: Exchange, error: GatewayError) -> bytes:
         """Answer with C{error} in OpenAI's shape; returns the body for Klein."""
         request = ex.request
-        if error.status == 429:
+        if error.status == 429 and b"retry-after" not in error.headers:
             adviseRetry(error, 1)
         ex.status = error.status
         ex.outcome = "error"

@@ -14,7 +14,9 @@ from __future__ import annotations
 import math
 import random
 import re
+import time
 from collections.abc import Callable
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import attrs
@@ -50,6 +52,31 @@ class RetryPolicy:
         return float(rand() * min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1))))
 
 
+def retryAfterSeconds(value: bytes, now: Callable[[], float] = time.time) -> float | None:
+    """
+    A C{Retry-After} value in seconds: a number (fractions are seen from
+    model APIs, though RFC 9110 says whole seconds) or an HTTP date.
+    """
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value.decode("latin-1"))
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - now())
+
+
+def wholeSeconds(seconds: float) -> bytes:
+    """
+    C{Retry-After} as clients read it: whole seconds, rounded up, at least
+    one. The Codex CLI parses only an integer, and treats anything else, or
+    0, as no advice at all: it then gives up the turn.
+    """
+    return b"%d" % max(1, math.ceil(seconds))
+
+
 def retryAfter(response: Any) -> float | None:
     """Seconds from C{Retry-After} (or C{retry-after-ms}); L{None} if absent."""
     headers = response.headers
@@ -61,10 +88,7 @@ def retryAfter(response: Any) -> float | None:
             pass
     value = headers.getRawHeaders(b"retry-after")
     if value:
-        try:
-            return max(0.0, float(value[0]))
-        except ValueError:
-            return None  # an HTTP date: rare from model APIs; fall back to backoff
+        return retryAfterSeconds(value[0])
     return None
 
 
@@ -104,7 +128,7 @@ def retryAfterEstimate(response: Any, policy: RetryPolicy) -> int:
             hinted = max(resets)
     if hinted is None:
         hinted = min(policy.backoff_max, policy.backoff_base * 2 ** max(0, policy.max_attempts - 1))
-    return max(1, math.ceil(hinted))
+    return int(wholeSeconds(hinted))
 
 
 async def withRetries(

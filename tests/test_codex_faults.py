@@ -407,11 +407,6 @@ class RateLimitTests(TestCase):
         self.assertEqual(said, b"2")  # 1.5 rounded up: never sooner than the upstream said
         self.assertGreaterEqual(times[1] - times[0], 1.5)
 
-    test_upstreams_fractional_retry_after_reaches_codex_as_whole_seconds.todo = (  # type: ignore[attr-defined]
-        "gateway bug: upstreamFailure relays the upstream's Retry-After verbatim "
-        "('1.5', or an HTTP date); Codex 0.169.0 honours only whole seconds"
-    )
-
 
 class _Limit(Resource):
     """

@@ -126,3 +126,39 @@ class RouteTests(SynchronousTestCase):
         status, headers, _ = second.response()
         self.assertEqual(status, 429)
         self.assertTrue(int(headers[b"retry-after"]) >= 1)
+
+
+class WholeSecondsTests(SynchronousTestCase):
+    """Codex parses Retry-After only as whole seconds; 0 or 1.5 make it give up."""
+
+    def relayed(self, status: int, value: bytes, path: bytes = CHAT) -> bytes:
+        h = Harness()
+        client = h.connect()
+        body: dict[str, Any] = {"model": "m", "messages": []}
+        if path != CHAT:
+            body = {"model": "m", "input": "hi"}
+        client.post(path, body)
+        h.sent[-1].respond(status, {**JSON, b"retry-after": value}, LIMITED)
+        return client.response()[1][b"retry-after"]
+
+    def test_fractions_are_rounded_up_and_zero_is_one(self) -> None:
+        for path in (CHAT, b"/v1/responses"):
+            self.assertEqual(self.relayed(429, b"1.5", path), b"2")
+            self.assertEqual(self.relayed(429, b"0", path), b"1")
+            self.assertEqual(self.relayed(503, b"2.2", path), b"3")
+
+    def test_an_http_date_becomes_the_seconds_until_then(self) -> None:
+        import time
+        from email.utils import formatdate
+
+        value = self.relayed(429, formatdate(time.time() + 30, usegmt=True).encode())
+        self.assertIn(int(value), range(28, 32))
+
+    def test_the_message_agrees_with_the_header(self) -> None:
+        h = Harness()
+        client = h.connect()
+        client.post(b"/v1/responses", {"model": "m", "input": "hi"})
+        h.sent[-1].respond(429, {**JSON, b"retry-after": b"1.5"}, LIMITED)
+        status, headers, body = client.response()
+        self.assertEqual(headers[b"retry-after"], b"2")
+        self.assertIn("try again in 2s", orjson.loads(body)["error"]["message"])
