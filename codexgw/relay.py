@@ -251,7 +251,6 @@ class PassThroughRelay(_Relay):
         self._partial: list[bytes] = []
         self._partialLength = 0
         self._fresh = True
-        self._tail = b"\n\n"
         # The last two chunks, kept by reference (no copy): usage rides at
         # the very end of both JSON bodies and streams.
         self._prev = b""
@@ -262,7 +261,11 @@ class PassThroughRelay(_Relay):
             return
         self._lastData = self._now()
         if self._sse:
-            end = max(data.rfind(b"\n"), data.rfind(b"\r"))
+            last = data[-1] if data else 0
+            if last == 10 or last == 13:  # the usual read: whole lines
+                end = len(data) - 1
+            else:
+                end = max(data.rfind(b"\n"), data.rfind(b"\r"))
             if end < 0:
                 self._partialLength += len(data)
                 if self._partialLength > self._maxLine:
@@ -292,17 +295,20 @@ class PassThroughRelay(_Relay):
                     # BOM, but a keep-alive sent first would make it a
                     # field-name prefix: the gateway drops it instead.
                     data = data[3:]
-            self._tail = data[-4:] if len(data) >= 4 else (self._tail + data)[-4:]
         self._prev, self._last = self._last, data
         self.write(data)
 
     def usage(self) -> dict[str, Any] | None:
         return findUsage(self._prev + self._last)
 
+    def _tail(self) -> bytes:
+        """The last bytes relayed (a stream starts between events)."""
+        return (b"\n\n" + self._prev[-4:] + self._last[-4:])[-4:]
+
     def heartbeat(self) -> None:
         if not self._sse:
             return
-        tail = self._tail
+        tail = self._tail()
         if tail.endswith((b"\n\n", b"\r\r", b"\r\n\r\n")):
             self.write(HEARTBEAT)
         elif tail.endswith((b"\n", b"\r")):
@@ -320,7 +326,7 @@ class PassThroughRelay(_Relay):
         if not self._sse:
             return True
         message = _MESSAGES.get(outcome, "upstream stream failed")
-        sep = b"" if self._tail.endswith((b"\n\n", b"\r\r", b"\r\n\r\n")) else b"\n\n"
+        sep = b"" if self._tail().endswith((b"\n\n", b"\r\r", b"\r\n\r\n")) else b"\n\n"
         self.write(
             sep
             + b"data: "

@@ -309,6 +309,9 @@ class GatewayChannel(HTTPChannel):
             transport.abortConnection()
 
 
+_write = Request.write
+
+
 class GatewayRequest(Request):
     """
     A request that stops storing its body once it passes the site's limit,
@@ -353,7 +356,7 @@ class GatewayRequest(Request):
             data = redacting.feed(data)
             if not data and self.startedWriting:
                 return
-        super().write(data)  # type: ignore[no-untyped-call]
+        _write(self, data)  # type: ignore[no-untyped-call]
 
     def finish(self) -> None:
         redacting = self._redacting

@@ -253,24 +253,24 @@ class ChatToResponses:
         """
         if self.done:
             return []
+        # Events are made into self._out and handed out at the end: if the
+        # chunk raises halfway, what it made stays there for fail().
         events = self._out
-        self._feed(chunk, events)
-        self._out = []
-        return events
-
-    def _feed(self, chunk: dict[str, Any], events: list[Event]) -> None:
         if not self._started:
             events += self.start()
         if "error" in chunk or chunk.get("object") == "error":
             message, code, type_, _ = error_fields(chunk)
             events += self._fail(error_code(message, code, type_), message or "upstream error")
-            return
+            self._out = []
+            return events
         usage = chunk.get("usage")
         if usage:
             self._usage = usage
         choices = chunk.get("choices")
         if not choices:
-            return
+            if events:
+                self._out = []
+            return events
         choice = choices[0]
         if len(choices) > 1:
             for c in choices:
@@ -294,6 +294,9 @@ class ChatToResponses:
         if finish:
             self._finish_reason = finish
             self._close_all(events, "incomplete" if finish == "length" else "completed")
+        if events:
+            self._out = []
+        return events
 
     def _take(self) -> list[Event]:
         """Events made but not yet handed out (after a chunk that raised)."""
