@@ -149,6 +149,11 @@ class Candidates:
 FAILOVER_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
+def _more(chain: Sequence[tuple[Any, CircuitBreaker]], n: int) -> bool:
+    """Is a candidate after the C{n}th one available? (Asked only after a failure.)"""
+    return any(b.available() for _, b in chain[n + 1 :])
+
+
 async def firstAnswer(
     candidates: Sequence[Any],
     breakers: dict[str, CircuitBreaker],
@@ -171,11 +176,9 @@ async def firstAnswer(
     # Breakers are asked one candidate at a time, as each is tried: asking
     # them all up front would take the probe slot of every half-open
     # upstream that the first healthy candidate then makes unnecessary.
-    if not any(breakers[u.name].available() for u in candidates):
-        waits = [
-            max(1, int(b.cooldown - (b.clock.seconds() - b.openedAt)) + 1)
-            for b in (breakers[u.name] for u in candidates)
-        ]
+    chain = [(u, breakers[u.name]) for u in candidates]
+    if not any(b.available() for _, b in chain):
+        waits = [max(1, int(b.cooldown - (b.clock.seconds() - b.openedAt)) + 1) for _, b in chain]
         cooling = UpstreamUnavailable(
             "every upstream for this model is cooling down after repeated failures",
             status=503,
@@ -185,17 +188,15 @@ async def firstAnswer(
         cooling.kind = "circuit_open"
         raise cooling
     error: GatewayError | None = None
-    for n, upstream in enumerate(candidates):
-        breaker = breakers[upstream.name]
+    for n, (upstream, breaker) in enumerate(chain):
         if not breaker.allow():
             continue
-        last = not any(breakers[u.name].available() for u in candidates[n + 1 :])
         try:
             response = await send(upstream)
         except (UpstreamUnavailable, UpstreamTimeout) as e:
             breaker.failure()
             error = e
-            if not last and onFailover is not None:
+            if onFailover is not None and _more(chain, n):
                 onFailover(upstream, e.code or "error")
             continue
         except BaseException:
@@ -205,7 +206,7 @@ async def firstAnswer(
             raise
         if response.code in FAILOVER_STATUSES:
             breaker.failure()
-            if not last:
+            if _more(chain, n):
                 from codexgw.bodies import readCapped
 
                 await readCapped(response)  # free the connection

@@ -115,7 +115,12 @@ def _shown(value: str) -> str:
 
 
 def _refuse(where: str, expected: str, value: object) -> NoReturn:
-    raise InvalidRequest(f"{where} must be {expected}, not {_kind(value)}", param=where)
+    # A number of the right type but out of range is shown itself: "not a
+    # number" would contradict "must be a number".
+    got = _kind(value)
+    if got == "a number":
+        got = f"{value!r}"[:40]
+    raise InvalidRequest(f"{where} must be {expected}, not {got}", param=where)
 
 
 def _join(where: str, key: str) -> str:

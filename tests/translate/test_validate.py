@@ -207,3 +207,14 @@ class RefusedTests(SynchronousTestCase):
             InvalidRequest, responses_to_chat, base(previous_response_id=5), ChatDialect()
         )
         self.assertEqual(err.param, "previous_response_id")
+
+
+class MessageTests(SynchronousTestCase):
+    def test_a_number_out_of_range_is_shown_not_called_no_number(self) -> None:
+        from codexgw.errors import InvalidRequest
+        from codexgw.translate.validate import check_create
+
+        with self.assertRaises(InvalidRequest) as raised:
+            check_create({"model": "m", "input": "hi", "temperature": 3}, bridged=True)
+        self.assertEqual(raised.exception.param, "temperature")
+        self.assertEqual(raised.exception.message, "temperature must be a number from 0 to 2, not 3")
