@@ -343,30 +343,23 @@ class _Reader:
             return None
         return float(value)
 
-    def integer(self, key: str, value: Any) -> int | None:
+    def integer(self, key: str, value: Any, zero: bool = False) -> int | None:
+        """A positive whole number (or 0 too, with C{zero})."""
         if isinstance(value, str):
             value = self.interpolate(key, value)
             try:
                 value = int(value)
             except ValueError:
                 pass
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            self.problem(key, f"expected a positive whole number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if zero else 1):
+            expected = "a whole number (0 for none)" if zero else "a positive whole number"
+            self.problem(key, f"expected {expected}, got {value!r}")
             return None
         return value
 
     def count(self, key: str, value: Any) -> int | None:
         """A whole number that may be 0 (for keys where 0 means off)."""
-        if isinstance(value, str):
-            value = self.interpolate(key, value)
-            try:
-                value = int(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            self.problem(key, f"expected a whole number (0 for none), got {value!r}")
-            return None
-        return value
+        return self.integer(key, value, zero=True)
 
     def boolean(self, key: str, value: Any) -> bool | None:
         if isinstance(value, str):
