@@ -52,7 +52,7 @@ COPY --from=builder /opt/venv /opt/venv
 # write it. Then check that twistd sees the plugin and the demo server imports.
 RUN python -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))" \
  && twistd --help | grep -q codexgw \
- && python -c "import codexgw.demo_server"
+ && python -c "import codexgw.demo.server"
 
 # The working directory holds the SQLite store (store.path defaults to
 # data/codexgw-responses.sqlite3, relative to it); mount a volume on
@@ -74,5 +74,5 @@ STOPSIGNAL SIGTERM
 # -n: stay in the foreground; --pidfile=: write no pid file (read-only root).
 # Arguments after the image name go to the plugin (--drain-timeout 30,
 # --config FILE, --listen ENDPOINT).
-ENTRYPOINT ["twistd", "-n", "--pidfile=", "--logger", "codexgw.logs.jsonObserver", "codexgw"]
+ENTRYPOINT ["twistd", "-n", "--pidfile=", "--logger", "codexgw.obs.logs.jsonObserver", "codexgw"]
 CMD []

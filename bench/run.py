@@ -344,7 +344,7 @@ def redactionCost() -> dict[str, float]:
     secrets a typical config holds. The end-to-end rows above run with it on.
     """
     sys.path.insert(0, ROOT)
-    from codexgw.redaction import Redactor
+    from codexgw.obs.redaction import Redactor
 
     redactor = Redactor([BENCH_KEY, "sk-second-upstream-key-000000000", "gw-team-key-1234567890"])
     event = (
@@ -488,7 +488,7 @@ def main() -> int:
                 "-n",
                 "--pidfile=",
                 "--logger",
-                "codexgw.logs.textObserver",
+                "codexgw.obs.logs.textObserver",
                 "codexgw",
                 "--config",
                 configs[0],
@@ -543,7 +543,7 @@ def main() -> int:
                     "-n",
                     "--pidfile=",
                     "--logger",
-                    "codexgw.logs.textObserver",
+                    "codexgw.obs.logs.textObserver",
                     "codexgw",
                     "--config",
                     configs[1],

@@ -1,5 +1,5 @@
 """C{python -m codexgw}: the same operator command as C{codexgw}."""
 
-from codexgw.cli import main
+from codexgw.ops.cli import main
 
 raise SystemExit(main())

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_errors -*-
+# -*- test-case-name: tests.http.test_exchange,tests.upstream.test_retry_after -*-
 """
 Errors as typed values, mapped to OpenAI's error shape in one place.
 

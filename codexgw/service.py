@@ -21,28 +21,28 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 from twisted.web.resource import IResource
 
-from codexgw.app import GatewayApp
-from codexgw.auth import ApiKey, Authenticator
-from codexgw.bridge import Bridge
 from codexgw.config import Config
-from codexgw.cors import CORSResource
-from codexgw.demo import DemoServer
-from codexgw.failover import CircuitBreaker, firstAnswer
-from codexgw.health import HealthChecker
-from codexgw.logs import redactConfigured
-from codexgw.metrics import GatewayMetrics
-from codexgw.models import ModelCatalog
-from codexgw.profiles import buildProfiles, dialectFor
-from codexgw.proxy import Proxy
-from codexgw.ratelimit import IRateLimiter, Limits, MemoryRateLimiter, RedisRateLimiter
-from codexgw.redaction import Redactor, configSecrets
-from codexgw.redisclient import RedisClient
-from codexgw.relay import SHUTDOWN
-from codexgw.reverse import ReverseBridge
-from codexgw.routing import Router
-from codexgw.store import IResponseStore, RedisStore, SQLiteStore
-from codexgw.upstream import Upstream, makePool
-from codexgw.web import GatewaySite, Redacting, connectionCap, openFileLimit
+from codexgw.demo.model import DemoServer
+from codexgw.http.auth import ApiKey, Authenticator
+from codexgw.http.bridge import Bridge
+from codexgw.http.cors import CORSResource
+from codexgw.http.exchange import Proxy
+from codexgw.http.reverse import ReverseBridge
+from codexgw.http.routes import GatewayApp
+from codexgw.http.site import GatewaySite, Redacting, connectionCap, openFileLimit
+from codexgw.obs.logs import redactConfigured
+from codexgw.obs.metrics import GatewayMetrics
+from codexgw.obs.redaction import Redactor, configSecrets
+from codexgw.state.ratelimit import IRateLimiter, Limits, MemoryRateLimiter, RedisRateLimiter
+from codexgw.state.redis import RedisClient
+from codexgw.state.store import IResponseStore, RedisStore, SQLiteStore
+from codexgw.stream.relay import SHUTDOWN
+from codexgw.upstream.client import Upstream, makePool
+from codexgw.upstream.failover import CircuitBreaker, firstAnswer
+from codexgw.upstream.health import HealthChecker
+from codexgw.upstream.models import ModelCatalog
+from codexgw.upstream.profiles import buildProfiles, dialectFor
+from codexgw.upstream.routing import Router
 
 log = Logger()
 
@@ -224,7 +224,7 @@ class Gateway:
     async def firstAnswer(self, call: Any, send: Any) -> tuple[Upstream, Any]:
         """
         The first answer among a call's candidate upstreams worth relaying
-        (see L{codexgw.failover.firstAnswer}), with latency and failover
+        (see L{codexgw.upstream.failover.firstAnswer}), with latency and failover
         accounting on the call's exchange.
         """
         ex = call.ex

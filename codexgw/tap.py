@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tap -*-
+# -*- test-case-name: tests.test_service,tests.ops.test_cli -*-
 """
 C{twistd codexgw}: command-line options and the service they make.
 """

@@ -13,8 +13,8 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.web.http import HTTPChannel
 
 from codexgw.config import Config, parse
+from codexgw.http.site import GatewaySite
 from codexgw.service import Gateway
-from codexgw.web import GatewaySite
 from tests.fakes.agent import FakeAgent
 
 UPSTREAM_URL = "http://upstream.test/v1"

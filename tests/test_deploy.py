@@ -24,15 +24,16 @@ from twisted.internet.task import Clock
 from twisted.scripts.twistd import ServerOptions
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from codexgw import demo_server, tap
-from codexgw.app import GatewayApp
+from codexgw import tap
 from codexgw.config import Config, ConfigError, defaults, isLoopback, load, parse
-from codexgw.demo import DEMO_MODEL, reply_for
-from codexgw.failover import CircuitBreaker
-from codexgw.metrics import GatewayMetrics
+from codexgw.demo import server as demo_server
+from codexgw.demo.model import DEMO_MODEL, reply_for
+from codexgw.http.routes import GatewayApp
+from codexgw.obs.metrics import GatewayMetrics
 from codexgw.service import Gateway
-from tests.test_integration import httpClient
-from tests.test_integration import serve as serveOnLoopback
+from codexgw.upstream.failover import CircuitBreaker
+from tests.integration.test_integration import httpClient
+from tests.integration.test_integration import serve as serveOnLoopback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -174,7 +175,7 @@ class DockerfileTests(SynchronousTestCase):
         self.assertEqual(options.subCommand, "codexgw")
         self.assertTrue(options["nodaemon"])
         self.assertEqual(options["pidfile"], "", "no pid file on a read-only root")
-        from codexgw.logs import jsonObserver
+        from codexgw.obs.logs import jsonObserver
 
         self.assertIs(options["logger"], jsonObserver)
 
@@ -561,7 +562,7 @@ class ComposeTests(SynchronousTestCase):
         assert m is not None, config.default.base_url
         fake = self.services[m.group(1)]
         argv = fake["entrypoint"] + fake["command"]
-        self.assertEqual(argv[:3], ["python", "-m", "codexgw.demo_server"])
+        self.assertEqual(argv[:3], ["python", "-m", "codexgw.demo.server"])
         options = demo_server.Options()
         options.parseOptions(argv[3:])
         self.assertEqual(listenPort(options["listen"]), int(m.group(2)))

@@ -15,8 +15,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 import codexgw
 from codexgw import config
-from codexgw.app import GatewayApp
-from codexgw.metrics import GatewayMetrics
+from codexgw.http.routes import GatewayApp
+from codexgw.obs.metrics import GatewayMetrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = os.path.join(ROOT, "docs")
@@ -24,7 +24,7 @@ SOURCE = os.path.dirname(os.path.abspath(codexgw.__file__))
 
 # Route headings: ### `METHOD /path`, nothing else on the line.
 HEADING = re.compile(r"^### `([A-Z]+) (/[^`]*)`\s*$", re.MULTILINE)
-# The CORS preflight is answered for any path by codexgw.cors, not by a route.
+# The CORS preflight is answered for any path by codexgw.http.cors, not by a route.
 PREFLIGHT = ("OPTIONS", "/{any}")
 # Werkzeug converter names as the docs (and the metrics' route labels) spell them.
 PARAMETER_NAMES = {"rid": "id"}
@@ -163,7 +163,7 @@ class ApiDocTests(SynchronousTestCase):
 
     def test_every_error_code_is_documented(self) -> None:
         """Error codes on GatewayError classes and raised with code=... appear in the docs."""
-        import codexgw.auth  # noqa: F401 - defines Forbidden
+        import codexgw.http.auth  # noqa: F401 - defines Forbidden
         from codexgw.errors import GatewayError
 
         codes: set[str] = set()

@@ -16,7 +16,7 @@ from twisted.web.resource import IResource, Resource
 from codexgw import tap
 from codexgw.config import parse
 from codexgw.service import GatewayService, makeGatewayResource, makeGatewayService
-from tests.test_integration import LiveGateway, httpClient, serve, until
+from tests.integration.test_integration import LiveGateway, httpClient, serve, until
 
 
 def freePort() -> int:

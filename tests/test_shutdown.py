@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from tests.fakes.chat_upstream import FakeChatUpstream
-from tests.test_integration import httpClient, serve, until
+from tests.integration.test_integration import httpClient, serve, until
 from tests.test_service import freePort
 
 

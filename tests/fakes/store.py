@@ -8,7 +8,7 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
-from codexgw.store import IResponseStore, StoredResponse
+from codexgw.state.store import IResponseStore, StoredResponse
 
 
 @implementer(IResponseStore)

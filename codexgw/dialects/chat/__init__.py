@@ -1,0 +1,3 @@
+"""
+The Chat Completions spoke: requests to and from the hub, streams to and from the hub, errors, tools and provider dialects.
+"""

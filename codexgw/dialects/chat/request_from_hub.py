@@ -1,0 +1,533 @@
+# -*- test-case-name: tests.dialects.chat.test_request_from_hub -*-
+"""
+A Responses API request as a Chat Completions request.
+
+One table of rules, applied by pure functions: the Responses C{input} items
+become Chat messages (parallel calls as one assistant message, tool outputs
+as C{tool} messages, images a C{tool} message cannot carry as a following
+user message, our own sealed reasoning as C{reasoning_content} where the
+upstream wants it), tools become flat functions (L{codexgw.dialects.chat.tools}),
+and only the settings the upstream's L{ChatDialect} accepts are sent. The
+upstream request always streams, whatever the client asked, so one stream
+translator serves both streamed and whole answers.
+
+Bad input raises L{InvalidRequest} naming the offending field path: the
+field types are L{codexgw.dialects.responses.validate}'s (checked again here, so the
+translator never relies on its caller), what cannot be translated is here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import orjson
+
+from codexgw.dialects.chat.dialect import ChatDialect
+from codexgw.dialects.chat.stream_to_hub import unseal_reasoning
+from codexgw.dialects.chat.tools import (
+    CUSTOM,
+    FUNCTION,
+    LOCAL_SHELL,
+    ToolMap,
+    custom_arguments,
+    local_shell_arguments,
+    map_tool_choice,
+    map_tools,
+)
+from codexgw.dialects.responses.validate import check_create
+from codexgw.errors import InvalidRequest
+
+_SYSTEM_ROLES = ("system", "developer")
+_TEXT_PARTS = ("input_text", "output_text", "text", "summary_text", "reasoning_text")
+_IMAGE_DETAILS = ("low", "high", "auto")
+_CALL_TYPES = ("function_call", "custom_tool_call", "local_shell_call")
+_OUTPUT_TYPES = ("function_call_output", "custom_tool_call_output", "local_shell_call_output")
+
+
+@attrs.frozen
+class ChatRequest:
+    """
+    A translated request.
+
+    @ivar body: the Chat Completions request to send upstream (always
+        C{stream: true}).
+    @ivar tool_map: maps upstream function names back to client tools.
+    @ivar dropped_tools: types of client tools the upstream cannot run.
+    @ivar dropped_fields: request settings not sent because the dialect does
+        not support them (for logs).
+    @ivar client_stream: the client asked for a stream.
+    @ivar dialect: the upstream's dialect (the stream translator reads its
+        reasoning fields).
+    @ivar echo: the request's settings as the response object echoes them.
+    @ivar include_reasoning_token: the client asked for
+        C{reasoning.encrypted_content}, where our sealed reasoning goes.
+    """
+
+    body: dict[str, Any]
+    tool_map: ToolMap
+    dropped_tools: list[str]
+    client_stream: bool
+    dialect: ChatDialect
+    echo: dict[str, Any]
+    include_reasoning_token: bool = False
+    dropped_fields: list[str] = attrs.field(factory=list)
+
+
+def responses_to_chat(
+    body: object,
+    dialect: ChatDialect,
+    *,
+    upstream_model: str | None = None,
+    reasoning_key: bytes | None = None,
+) -> ChatRequest:
+    """
+    Translate a Responses request body for a Chat upstream.
+
+    @param upstream_model: the upstream's name for the model (defaults to
+        the request's C{model}).
+    @param reasoning_key: the HMAC key sealed reasoning tokens were made with.
+    @raise InvalidRequest: the body is not a valid Responses request.
+    """
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    check_create(body, bridged=True)
+    model = upstream_model or body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("model must be a non-empty string", param="model")
+
+    mapped = map_tools(body.get("tools"), dialect)
+    messages = _messages(body, dialect, mapped.tool_map, reasoning_key)
+
+    chat: dict[str, Any] = {"model": model, "messages": messages, "stream": True}
+    if dialect.supports_stream_options:
+        chat["stream_options"] = {"include_usage": True}
+    dropped_fields: list[str] = []
+    if mapped.tools:
+        # Many Chat servers reject an empty tools array (Codex compaction
+        # sends one): tools, tool_choice and parallel_tool_calls go together.
+        chat["tools"] = mapped.tools
+        choice = map_tool_choice(body.get("tool_choice"), mapped.tool_map)
+        if choice is not None:
+            chat["tool_choice"] = choice
+        parallel = body.get("parallel_tool_calls")
+        if isinstance(parallel, bool):
+            if dialect.supports_parallel_tool_calls:
+                chat["parallel_tool_calls"] = parallel
+            else:
+                dropped_fields.append("parallel_tool_calls")
+    _settings(body, dialect, chat, dropped_fields)
+
+    include = body.get("include")
+    return ChatRequest(
+        body=chat,
+        tool_map=mapped.tool_map,
+        dropped_tools=mapped.dropped,
+        client_stream=body.get("stream") is True,
+        dialect=dialect,
+        echo=_echo(body),
+        include_reasoning_token=isinstance(include, list)
+        and "reasoning.encrypted_content" in include,
+        dropped_fields=dropped_fields,
+    )
+
+
+# -- settings ----------------------------------------------------------------
+
+
+def _settings(
+    body: dict[str, Any], dialect: ChatDialect, chat: dict[str, Any], dropped: list[str]
+) -> None:
+    """
+    Sampling, limits and formats, where the dialect accepts them; their
+    types and ranges were checked by L{check_create}.
+    """
+    for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
+        value = body.get(name)
+        if value is not None:
+            chat[name] = value
+    limit = body.get("max_output_tokens")
+    if limit is not None:
+        # 64.0 is a count too; Chat servers want the integer.
+        chat[dialect.max_tokens_field] = int(limit)
+    reasoning = body.get("reasoning")
+    if isinstance(reasoning, dict) and isinstance(reasoning.get("effort"), str):
+        if dialect.supports_reasoning_effort:
+            chat["reasoning_effort"] = reasoning["effort"]
+        else:
+            dropped.append("reasoning.effort")
+    text = body.get("text")
+    fmt = text.get("format") if isinstance(text, dict) else None
+    if isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json_object"):
+        if not dialect.supports_response_format:
+            dropped.append("text.format")
+        elif fmt["type"] == "json_object":
+            chat["response_format"] = {"type": "json_object"}
+        else:
+            spec: dict[str, Any] = {"name": fmt.get("name") or "response", "schema": fmt["schema"]}
+            if isinstance(fmt.get("description"), str):
+                spec["description"] = fmt["description"]
+            if dialect.supports_strict and isinstance(fmt.get("strict"), bool):
+                spec["strict"] = fmt["strict"]
+            chat["response_format"] = {"type": "json_schema", "json_schema": spec}
+    user = body.get("user") or body.get("safety_identifier")
+    if isinstance(user, str) and user and dialect.supports_user:
+        chat["user"] = user
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and metadata:
+        if dialect.supports_metadata:
+            chat["metadata"] = metadata
+        else:
+            dropped.append("metadata")
+
+
+def _echo(body: dict[str, Any]) -> dict[str, Any]:
+    """
+    The request's settings as a response object carries them: every field
+    the Open Responses schema requires, with the API's defaults where the
+    request said nothing.
+    """
+    tools = []
+    for tool in body.get("tools") or []:
+        if isinstance(tool, dict) and tool.get("type") == "function":
+            tools.append(
+                {
+                    "type": "function",
+                    "name": tool.get("name"),
+                    "description": tool.get("description"),
+                    "parameters": tool.get("parameters"),
+                    "strict": tool.get("strict") if isinstance(tool.get("strict"), bool) else None,
+                }
+            )
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        choice = {"type": "function", "name": choice.get("name")}
+    elif choice not in ("auto", "none", "required"):
+        choice = "auto"
+    raw_text = body.get("text")
+    text: dict[str, Any] = raw_text if isinstance(raw_text, dict) else {}
+    fmt = text.get("format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        fmt = {
+            "type": "json_schema",
+            "name": fmt.get("name") or "response",
+            "description": fmt.get("description"),
+            "schema": fmt.get("schema"),
+            "strict": fmt.get("strict") is True,
+        }
+    elif not (isinstance(fmt, dict) and fmt.get("type") == "json_object"):
+        fmt = {"type": "text"}
+    echoed_text: dict[str, Any] = {"format": fmt}
+    if text.get("verbosity") in ("low", "medium", "high"):
+        echoed_text["verbosity"] = text["verbosity"]
+    reasoning = body.get("reasoning")
+    parallel = body.get("parallel_tool_calls")
+    metadata = body.get("metadata")
+
+    def number(name: str, default: float) -> float:
+        value = body.get(name)
+        return float(value) if isinstance(value, int | float) else default
+
+    def optional_int(name: str) -> int | None:
+        value = body.get(name)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    def optional_str(name: str) -> str | None:
+        value = body.get(name)
+        return value if isinstance(value, str) else None
+
+    return {
+        "previous_response_id": optional_str("previous_response_id"),
+        "instructions": optional_str("instructions"),
+        "tools": tools,
+        "tool_choice": choice,
+        "truncation": "auto" if body.get("truncation") == "auto" else "disabled",
+        "parallel_tool_calls": parallel if isinstance(parallel, bool) else True,
+        "text": echoed_text,
+        "top_p": number("top_p", 1.0),
+        "presence_penalty": number("presence_penalty", 0.0),
+        "frequency_penalty": number("frequency_penalty", 0.0),
+        "top_logprobs": optional_int("top_logprobs") or 0,
+        "temperature": number("temperature", 1.0),
+        "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")}
+        if isinstance(reasoning, dict)
+        else None,
+        "max_output_tokens": optional_int("max_output_tokens"),
+        "max_tool_calls": optional_int("max_tool_calls"),
+        "store": body.get("store") is True,
+        "background": False,
+        "service_tier": "default",
+        "metadata": metadata if isinstance(metadata, dict) else {},
+        "safety_identifier": optional_str("safety_identifier"),
+        "prompt_cache_key": optional_str("prompt_cache_key"),
+    }
+
+
+# -- input -------------------------------------------------------------------
+
+
+class _Builder:
+    """
+    Accumulates Chat messages while walking the input items in order.
+
+    An assistant message stays open after text or a call so that the
+    following calls of the same turn join it (strict upstreams reject
+    parallel calls split over several messages); anything else closes it.
+    Images from tool outputs wait until the run of C{tool} messages ends,
+    because a user message between them would break the call/result pairing.
+    """
+
+    def __init__(self, dialect: ChatDialect, tool_map: ToolMap, key: bytes | None) -> None:
+        self.dialect = dialect
+        self.tool_map = tool_map
+        self.key = key
+        self.messages: list[dict[str, Any]] = []
+        self.system: list[str] = []
+        self.assistant: dict[str, Any] | None = None
+        self.reasoning: list[str] = []
+        self.images: list[dict[str, Any]] = []
+
+    def flush_images(self) -> None:
+        if self.images:
+            self.messages.append(
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "Images returned by the tool calls above:"}
+                    ]
+                    + self.images,
+                }
+            )
+            self.images = []
+
+    def new_assistant(self, content: str | None) -> dict[str, Any]:
+        self.flush_images()
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if self.reasoning:
+            message["reasoning_content"] = "".join(self.reasoning)
+            self.reasoning = []
+        self.messages.append(message)
+        self.assistant = message
+        return message
+
+    def add(self, message: dict[str, Any]) -> None:
+        self.flush_images()
+        self.assistant = None
+        self.messages.append(message)
+
+    def system_text(self, text: str) -> None:
+        self.assistant = None
+        if self.dialect.single_system_message:
+            self.system.append(text)
+        else:
+            self.add({"role": "system", "content": text})
+
+    def call(self, call: dict[str, Any]) -> None:
+        message = self.assistant
+        if message is None or self.images:
+            message = self.new_assistant(None)
+        message.setdefault("tool_calls", []).append(call)
+
+    def finish(self) -> list[dict[str, Any]]:
+        self.flush_images()
+        if self.system:
+            return [{"role": "system", "content": "\n\n".join(self.system)}, *self.messages]
+        return self.messages
+
+
+def _messages(
+    body: dict[str, Any], dialect: ChatDialect, tool_map: ToolMap, key: bytes | None
+) -> list[dict[str, Any]]:
+    b = _Builder(dialect, tool_map, key)
+    instructions = body.get("instructions")
+    if isinstance(instructions, str) and instructions:
+        b.system_text(instructions)
+    items = body.get("input")
+    if isinstance(items, str):
+        b.add({"role": "user", "content": items})
+        return b.finish()
+    if not isinstance(items, list):
+        raise InvalidRequest("input must be a string or an array of items", param="input")
+    for i, item in enumerate(items):
+        where = f"input[{i}]"
+        if not isinstance(item, dict):
+            raise InvalidRequest(f"{where} must be an object", param=where)
+        kind = item.get("type", "message")
+        rule = _RULES.get(kind) if isinstance(kind, str) else None
+        if rule is None:
+            raise InvalidRequest(
+                f"{where}.type {kind!r} is not supported by this gateway", param=f"{where}.type"
+            )
+        rule(b, item, where)
+    messages = b.finish()
+    if not messages:
+        raise InvalidRequest("input must not be empty", param="input")
+    return messages
+
+
+def _message(b: _Builder, item: dict[str, Any], where: str) -> None:
+    role = item.get("role")
+    content = item.get("content")
+    if not isinstance(content, str | list):
+        raise InvalidRequest(
+            f"{where}.content must be a string or an array", param=f"{where}.content"
+        )
+    if role in _SYSTEM_ROLES:
+        b.system_text(_text_only(content, where, b.dialect, "\n\n"))
+    elif role == "assistant":
+        b.new_assistant(_text_only(content, where, b.dialect, ""))
+    elif role == "user":
+        b.add({"role": "user", "content": _user_content(content, where, b.dialect)})
+    else:
+        raise InvalidRequest(
+            f"{where}.role must be one of user, assistant, system, developer", param=f"{where}.role"
+        )
+
+
+def _text_only(content: str | list[Any], where: str, dialect: ChatDialect, sep: str) -> str:
+    """Text of a system or assistant message, which Chat takes as a string."""
+    if isinstance(content, str):
+        return content
+    texts = []
+    for j, part in enumerate(content):
+        part_where = f"{where}.content[{j}]"
+        if not isinstance(part, dict):
+            raise InvalidRequest(f"{part_where} must be an object", param=part_where)
+        kind = part.get("type")
+        if kind in _TEXT_PARTS and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif kind == "refusal" and isinstance(part.get("refusal"), str):
+            texts.append(part["refusal"])
+        elif not dialect.drop_unsupported_parts:
+            raise InvalidRequest(
+                f"{part_where}: a part of type {kind!r} cannot go to this upstream in this role",
+                param=part_where,
+            )
+    return sep.join(texts)
+
+
+def _parts(content: list[Any], where: str, dialect: ChatDialect) -> list[dict[str, Any]]:
+    """Chat parts, in order, for the parts of a user message or tool output."""
+    parts: list[dict[str, Any]] = []
+    for j, part in enumerate(content):
+        part_where = f"{where}[{j}]"
+        if not isinstance(part, dict):
+            raise InvalidRequest(f"{part_where} must be an object", param=part_where)
+        kind = part.get("type")
+        if kind in _TEXT_PARTS and isinstance(part.get("text"), str):
+            parts.append({"type": "text", "text": part["text"]})
+        elif kind == "input_image" and isinstance(part.get("image_url"), str):
+            image: dict[str, Any] = {"url": part["image_url"]}
+            detail = part.get("detail")
+            if detail == "original":
+                detail = dialect.image_detail_original
+            if detail in _IMAGE_DETAILS:
+                image["detail"] = detail
+            parts.append({"type": "image_url", "image_url": image})
+        elif not dialect.drop_unsupported_parts:
+            what = "input_image without image_url" if kind == "input_image" else repr(kind)
+            raise InvalidRequest(
+                f"{part_where}: a part of type {what} cannot be sent to this upstream",
+                param=part_where,
+            )
+    return parts
+
+
+def _user_content(content: str | list[Any], where: str, dialect: ChatDialect) -> Any:
+    if isinstance(content, str):
+        return content
+    parts = _parts(content, f"{where}.content", dialect)
+    if len(parts) == 1 and parts[0]["type"] == "text":
+        return parts[0]["text"]
+    return parts
+
+
+def _call(b: _Builder, item: dict[str, Any], where: str) -> None:
+    kind = item["type"]
+    call_id = item.get("call_id")
+    if not isinstance(call_id, str) or not call_id:
+        raise InvalidRequest(
+            f"{where}.call_id must be a non-empty string", param=f"{where}.call_id"
+        )
+    namespace = item.get("namespace") if isinstance(item.get("namespace"), str) else None
+    if kind == "local_shell_call":
+        name = b.tool_map.upstream_name(LOCAL_SHELL, LOCAL_SHELL)
+        arguments = local_shell_arguments(item.get("action"))
+    else:
+        raw_name = item.get("name")
+        if not isinstance(raw_name, str) or not raw_name:
+            raise InvalidRequest(f"{where}.name must be a non-empty string", param=f"{where}.name")
+        if kind == "custom_tool_call":
+            text = item.get("input")
+            if not isinstance(text, str):
+                raise InvalidRequest(f"{where}.input must be a string", param=f"{where}.input")
+            name = b.tool_map.upstream_name(CUSTOM, raw_name, namespace)
+            arguments = custom_arguments(text)
+        else:
+            args = item.get("arguments")
+            if isinstance(args, dict):
+                args = orjson.dumps(args).decode("utf-8")
+            if not isinstance(args, str):
+                raise InvalidRequest(
+                    f"{where}.arguments must be a string", param=f"{where}.arguments"
+                )
+            name = b.tool_map.upstream_name(FUNCTION, raw_name, namespace)
+            arguments = args
+    b.call({"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}})
+
+
+def _output(b: _Builder, item: dict[str, Any], where: str) -> None:
+    call_id = item.get("call_id")
+    if not isinstance(call_id, str) or not call_id:
+        raise InvalidRequest(
+            f"{where}.call_id must be a non-empty string", param=f"{where}.call_id"
+        )
+    output = item.get("output")
+    content: Any
+    images: list[dict[str, Any]] = []
+    if isinstance(output, str):
+        content = output
+    elif isinstance(output, list):
+        parts = _parts(output, f"{where}.output", b.dialect)
+        texts = [p for p in parts if p["type"] == "text"]
+        images = [p for p in parts if p["type"] != "text"]
+        content = "\n".join(t["text"] for t in texts)
+        if images and b.dialect.images_in_tool_messages:
+            content = parts
+            images = []
+        elif images and not content:
+            content = "(the tool returned images; they follow in the next message)"
+    elif output is None:
+        content = ""
+    else:
+        content = orjson.dumps(output).decode("utf-8")
+    # A tool message never flushes pending images: they wait for the run to end.
+    b.assistant = None
+    b.messages.append({"role": "tool", "tool_call_id": call_id, "content": content})
+    b.images += images
+
+
+def _reasoning(b: _Builder, item: dict[str, Any], where: str) -> None:
+    """
+    Our own sealed reasoning goes back where the dialect asks for it;
+    anything else (OpenAI's encrypted blobs, summaries) cannot help a Chat
+    upstream and is dropped.
+    """
+    b.assistant = None
+    if not b.dialect.send_back_reasoning:
+        return
+    text = unseal_reasoning(item.get("encrypted_content"), b.key)
+    if text:
+        b.reasoning.append(text)
+
+
+_RULES = {
+    "message": _message,
+    "function_call": _call,
+    "custom_tool_call": _call,
+    "local_shell_call": _call,
+    "function_call_output": _output,
+    "custom_tool_call_output": _output,
+    "local_shell_call_output": _output,
+    "reasoning": _reasoning,
+}

@@ -1,0 +1,3 @@
+"""
+The hub: the Responses API's request rules and objects.
+"""

@@ -1,0 +1,452 @@
+# -*- test-case-name: tests.http.test_http,tests.http.test_exchange -*-
+"""
+The HTTP routes, as a Klein app. Routes are thin: they parse, pick an
+upstream and hand over to L{codexgw.http.exchange.Proxy}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import attrs
+from klein import Klein
+from twisted.internet.defer import CancelledError
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.server import Request
+from werkzeug.exceptions import MethodNotAllowed as WZMethodNotAllowed
+from werkzeug.exceptions import NotFound as WZNotFound
+
+from codexgw._version import __version__
+from codexgw.dialects.responses.validate import check_create
+from codexgw.errors import (
+    GatewayError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    RateLimited,
+    ServiceUnavailable,
+    ShuttingDown,
+    StoreUnavailable,
+)
+from codexgw.http.auth import ApiKey
+from codexgw.http.codex import catalog
+from codexgw.http.exchange import Exchange
+from codexgw.http.site import STANDARD_HEADERS
+from codexgw.obs.logs import Throttle
+from codexgw.obs.metrics import CONTENT_TYPE
+from codexgw.state.conversation import history
+from codexgw.stream.relay import CLIENT_GONE
+from codexgw.upstream.client import Upstream
+
+if TYPE_CHECKING:
+    from codexgw.service import Gateway
+
+CHAT = "/v1/chat/completions"
+RESPONSES = "/v1/responses"
+
+log = Logger()
+
+
+def _affinity(body: dict[str, Any], request: Request) -> str | None:
+    """What keeps a conversation on one upstream of a pool: its cache key."""
+    key = body.get("prompt_cache_key")
+    if isinstance(key, str) and key:
+        return key
+    for name in (b"session-id", b"session_id", b"x-session-id"):
+        value = request.getHeader(name)
+        if value:
+            return value.decode("latin-1")
+    return None
+
+
+def _page(items: list[dict[str, Any]], args: dict[bytes, list[bytes]]) -> dict[str, Any]:
+    """C{input_items} pagination: C{after}, C{limit} (1-100, 20), C{order} (desc)."""
+
+    def arg(name: bytes) -> str | None:
+        values = args.get(name)
+        return values[0].decode("utf-8", "replace") if values else None
+
+    order = arg(b"order") or "desc"
+    if order not in ("asc", "desc"):
+        raise InvalidRequest("order must be asc or desc", param="order")
+    try:
+        limit = int(arg(b"limit") or 20)
+    except ValueError:
+        raise InvalidRequest("limit must be a whole number", param="limit") from None
+    if not 1 <= limit <= 100:
+        raise InvalidRequest("limit must be between 1 and 100", param="limit")
+    ordered = items if order == "asc" else list(reversed(items))
+    after = arg(b"after")
+    if after is not None:
+        ids = [i.get("id") for i in ordered]
+        if after not in ids:
+            raise InvalidRequest(f"no item with id {after!r}", param="after")
+        ordered = ordered[ids.index(after) + 1 :]
+    page = ordered[:limit]
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0].get("id") if page else None,
+        "last_id": page[-1].get("id") if page else None,
+        "has_more": len(ordered) > limit,
+    }
+
+
+def _withoutCredentials(url: str) -> str:
+    """C{url} without any C{user:password@} or query: /health needs no key."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _model(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("'model' is required and must be a non-empty string", param="model")
+    return model
+
+
+@attrs.define
+class Call:
+    """A model request, parsed and routed, handed to a route's work."""
+
+    ex: Exchange
+    body: dict[str, Any]
+    raw: bytes
+    model: str
+    candidates: list[Upstream]
+    upstreamModel: str
+
+    @property
+    def wire_api(self) -> str:
+        """What the route's upstreams speak (config keeps a route to one kind)."""
+        return self.candidates[0].config.wire_api
+
+
+class GatewayApp:
+    """The gateway's routes, bound to one L{Gateway}."""
+
+    app = Klein()
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.proxy = gateway.proxy
+        self._storeOutage = Throttle(gateway.clock)
+
+    @app.route(CHAT, methods=["POST"])
+    async def chat_completions(self, request: Request) -> bytes | None:
+        return await self._api(request, CHAT, self._chat)
+
+    @app.route(RESPONSES, methods=["POST"])
+    async def responses(self, request: Request) -> bytes | None:
+        return await self._api(request, RESPONSES, self._responses)
+
+    async def _chat(self, call: Call) -> None:
+        if call.wire_api == "responses":
+            await self.gateway.reverse.run(call)
+        else:
+            await self._relay(call, "/chat/completions")
+
+    async def _responses(self, call: Call) -> None:
+        # Field types are refused before anything is looked up or sent;
+        # only the bridge must know every tool type (see translate.validate).
+        check_create(call.body, bridged=call.wire_api != "responses")
+        if call.wire_api == "responses":
+            await self._relay(call, "/responses")
+        else:
+            await self.gateway.bridge.run(call)
+
+    async def _relay(self, call: Call, path: str) -> None:
+        """Pass the request through untouched but for the model's name."""
+        proxy, ex = self.proxy, call.ex
+        raw = call.raw
+        if call.upstreamModel != call.model:
+            call.body["model"] = call.upstreamModel
+            raw = self.gateway.dumps(call.body)
+        headers = proxy.upstreamHeaders(ex, ex.request)
+        upstream, response = await self.gateway.firstAnswer(
+            call,
+            lambda u: u.send(
+                b"POST", path, raw, headers, proxy.onRetry(ex), model=call.upstreamModel
+            ),
+        )
+        await proxy.passThrough(ex, upstream, response, call.body.get("stream") is True)
+
+    async def _api(
+        self, request: Request, route: str, work: Callable[[Call], Awaitable[None]]
+    ) -> bytes | None:
+        """
+        What every model route shares: shutdown, auth, the JSON body and
+        routing by model, then C{work}.
+        """
+
+        async def model(ex: Exchange) -> None:
+            if self.gateway.draining:
+                raise ShuttingDown(
+                    "the gateway is shutting down; retry", headers={b"retry-after": b"1"}
+                )
+            key = self.gateway.auth.authenticate(request)
+            ex.key = key.name
+            body, raw = self.proxy.readJSON(request)
+            name = _model(body)
+            self.gateway.auth.authorize(key, name)
+            await self._limit(ex, key)
+            candidates, upstreamModel = self.gateway.router.route(name)
+            order = candidates.order(_affinity(body, request))
+            ex.model, ex.upstream = name, order[0].name
+            await work(Call(ex, body, raw, name, order, upstreamModel))
+
+        return await self._serve(request, route, model)
+
+    async def _limit(self, ex: Exchange, key: ApiKey) -> None:
+        """Count the request against its key's limits; 429 (or 503) past them."""
+        limits = self.gateway.limitsFor(key)
+        if limits.unlimited:
+            return
+        ex.limits = limits
+        decision = await self.gateway.limiter.check(key.name, limits)
+        if decision.allowed:
+            for name, value in decision.headers.items():
+                ex.request.setHeader(name, value)
+            return
+        if decision.unavailable:
+            raise ServiceUnavailable(
+                "rate limits cannot be checked right now; retry",
+                code="rate_limiter_unavailable",
+                headers=decision.headers,
+            )
+        self.gateway.metrics.rate_limited.labels(key.name).inc()
+        raise RateLimited(
+            f"rate limit reached for key {key.name!r}; try again in {decision.retry_after} s",
+            headers=decision.headers,
+        )
+
+    async def _serve(
+        self, request: Request, route: str, work: Callable[[Exchange], Awaitable[None]]
+    ) -> bytes | None:
+        """
+        Accounting for one request, and every failure turned into OpenAI's
+        error shape (or, once the client has gone, into nothing).
+        """
+        proxy = self.proxy
+        ex = proxy.begin(request, route)
+        try:
+            await work(ex)
+            return None
+        except StoreUnavailable as e:
+            # An outage, not a bug: one line, no traceback, and one a minute
+            # at most (each request has its access line already).
+            suppressed = self._storeOutage.due()
+            if suppressed is not None:
+                log.warn(
+                    "response store unavailable: {cause}; answered 503 on {route} "
+                    "request_id={request_id} ({suppressed} more since the last such line)",
+                    cause=e.cause,
+                    route=ex.route,
+                    request_id=ex.request_id,
+                    suppressed=suppressed,
+                )
+            return proxy.fail(ex, e)
+        except GatewayError as e:
+            return proxy.fail(ex, e)
+        except CancelledError:
+            ex.outcome = CLIENT_GONE
+            if ex.relay is not None:
+                ex.relay.end(CLIENT_GONE)
+            return None
+        except Exception:
+            return self._internal(ex)
+        finally:
+            proxy.finish(ex)
+
+    @app.route("/v1/responses/<string:rid>", methods=["GET", "DELETE"])
+    async def response_object(self, request: Request, rid: str) -> bytes | None:
+        return await self._stored(request, rid, "")
+
+    @app.route("/v1/responses/<string:rid>/input_items", methods=["GET"])
+    async def response_input_items(self, request: Request, rid: str) -> bytes | None:
+        return await self._stored(request, rid, "/input_items")
+
+    async def _stored(self, request: Request, rid: str, suffix: str) -> bytes | None:
+        """
+        A bridged turn this key stored is answered here; any other id
+        (unknown, expired, or another key's) is relayed untouched to the
+        Responses upstream that may hold it (the default upstream if it
+        speaks Responses, else the first that does), or is 404 without one.
+        """
+        proxy = self.proxy
+
+        async def relay(ex: Exchange) -> None:
+            key = self.gateway.auth.authenticate(request)
+            ex.key = key.name
+            store = self.gateway.store
+            record = await store.get(rid) if store is not None else None
+            if record is not None and record.owner != key.name:
+                # Another key's response must look exactly like none: same
+                # answer, same routing, nothing of it used.
+                record = None
+            if record is not None:
+                assert store is not None
+                answer = await self._local(store, record, suffix, request)
+                ex.request.write(self.proxy.json(ex, answer))
+                return
+            upstream = self.gateway.responsesUpstream()
+            if upstream is None:
+                raise NotFound(
+                    f"no response with id {rid!r}: no upstream here stores responses",
+                    param="response_id",
+                )
+            ex.upstream = upstream.name
+            path = f"/responses/{quote(rid, safe='')}{suffix}"
+            query = request.uri.partition(b"?")[2]
+            if query:
+                path += "?" + query.decode("ascii", "replace")
+            proxy.sending(ex)
+            response = await upstream.send(
+                request.method, path, None, proxy.upstreamHeaders(ex, request), proxy.onRetry(ex)
+            )
+            await proxy.passThrough(ex, upstream, response, False)
+
+        return await self._serve(request, "/v1/responses/{id}" + suffix, relay)
+
+    async def _local(
+        self, store: Any, record: Any, suffix: str, request: Request
+    ) -> dict[str, Any]:
+        """A stored (bridged) response: retrieve, delete or list its input."""
+        if suffix == "/input_items":
+            items = (
+                await history(store, record.previous_id, record.owner) if record.previous_id else []
+            ) + record.input_items
+            return _page(items, request.args)
+        if request.method == b"DELETE":
+            await store.delete(record.id)
+            return {"id": record.id, "object": "response.deleted", "deleted": True}
+        response: dict[str, Any] = record.response
+        return response
+
+    @app.route("/v1/models", methods=["GET"])
+    async def models(self, request: Request) -> bytes:
+        ex = self.proxy.begin(request, "/v1/models")
+        try:
+            key = self.gateway.auth.authenticate(request)
+            ex.key = key.name
+            if request.args.get(b"format") == [b"codex"]:
+                codex = catalog(self.gateway.config)
+                codex["models"] = [m for m in codex["models"] if key.allows(m["slug"])]
+                return self.proxy.json(ex, codex)
+            listing = await self.gateway.catalog.list()
+            listing["data"] = [m for m in listing["data"] if key.allows(m["id"])]
+            return self.proxy.json(ex, listing)
+        except GatewayError as e:
+            return self.proxy.fail(ex, e)
+        finally:
+            self.proxy.finish(ex)
+
+    @app.route("/health/live", methods=["GET"])
+    def live(self, request: Request) -> bytes:
+        ex = self.proxy.begin(request, "/health/live")
+        try:
+            return self.proxy.json(ex, {"status": "ok"})
+        finally:
+            self.proxy.finish(ex)
+
+    @app.route("/health/ready", methods=["GET"])
+    async def ready(self, request: Request) -> bytes:
+        ex = self.proxy.begin(request, "/health/ready")
+        try:
+            gw = self.gateway
+            if gw.draining:
+                return self.proxy.json(ex, {"status": "draining"}, 503)
+            state = await gw.health.probe(gw.config.default_upstream)
+            ok = bool(state.reachable)
+            return self.proxy.json(
+                ex,
+                {
+                    "status": "ok" if ok else "unavailable",
+                    "upstream": gw.config.default_upstream,
+                    "error": state.error,
+                },
+                200 if ok else 503,
+            )
+        finally:
+            self.proxy.finish(ex)
+
+    @app.route("/health", methods=["GET"])
+    async def health(self, request: Request) -> bytes:
+        ex = self.proxy.begin(request, "/health")
+        try:
+            gw = self.gateway
+            # All at once: silent upstreams cost one probe timeout, not one each.
+            states = await gw.health.probeMany(gw.upstreams)
+            upstreams = {}
+            for name, upstream in gw.upstreams.items():
+                state = states[name]
+                upstreams[name] = dict(
+                    state.asDict(),
+                    wire_api=upstream.config.wire_api,
+                    provider=upstream.config.provider,
+                    base_url=_withoutCredentials(upstream.base_url),
+                )
+            return self.proxy.json(
+                ex,
+                {
+                    "status": "draining" if gw.draining else "ok",
+                    "version": __version__,
+                    "uptime_seconds": round(gw.clock.seconds() - gw.health.started, 3),
+                    "default_upstream": gw.config.default_upstream,
+                    "active_streams": len(self.proxy.active),
+                    "upstreams": upstreams,
+                },
+            )
+        finally:
+            self.proxy.finish(ex)
+
+    @app.route("/metrics", methods=["GET"])
+    def metrics(self, request: Request) -> bytes:
+        # Not through proxy.begin: a scrape is not counted as a request; it
+        # carries the headers every answer does all the same.
+        for name, value in STANDARD_HEADERS.items():
+            request.setHeader(name, value)
+        request.setHeader(b"content-type", CONTENT_TYPE.encode())
+        return self.gateway.metrics.render()
+
+    @app.handle_errors(WZNotFound)  # type: ignore[arg-type]
+    def notFound(self, request: Request, failure: Failure) -> bytes:
+        return self._routeError(
+            request, NotFound(f"no route for {request.method.decode()} {request.path.decode()}")
+        )
+
+    @app.handle_errors(WZMethodNotAllowed)  # type: ignore[arg-type]
+    def notAllowed(self, request: Request, failure: Failure) -> bytes:
+        # RFC 9110 15.5.6: a 405 lists the methods the resource takes.
+        valid = getattr(failure.value, "valid_methods", None) or []
+        headers = {b"allow": ", ".join(sorted(valid)).encode("ascii")} if valid else None
+        return self._routeError(
+            request,
+            MethodNotAllowed(
+                f"method {request.method.decode()} is not allowed on {request.path.decode()}",
+                headers=headers,
+            ),
+        )
+
+    def _internal(self, ex: Any) -> bytes | None:
+        """A bug: log it whole, answer 500 in OpenAI's shape, keep serving."""
+        log.failure(
+            "unhandled error in {route} request_id={request_id}",
+            route=ex.route,
+            request_id=ex.request_id,
+        )
+        if ex.request.startedWriting:
+            ex.request.loseConnection()
+            return None
+        return self.proxy.fail(ex, GatewayError("internal gateway error"))
+
+    def _routeError(self, request: Request, error: GatewayError) -> bytes:
+        ex = self.proxy.begin(request, "unmatched")
+        try:
+            return self.proxy.fail(ex, error)
+        finally:
+            self.proxy.finish(ex)

@@ -1,0 +1,3 @@
+"""
+Observability: Prometheus metrics, structured logs and the redaction that keeps secrets out of both.
+"""

@@ -1,0 +1,3 @@
+"""
+The codexgw command for operators: check-config, probe, codex-config. Nothing in the gateway imports it.
+"""

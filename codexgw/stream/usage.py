@@ -1,0 +1,54 @@
+# -*- test-case-name: tests.http.test_bridge_accounting -*-
+"""
+Token usage of an answer, for metrics and token rate limits.
+
+Pass-through bodies are never parsed as they stream; usage is read once, at
+the end, from the last bytes (where both a C{chat.completion} and a stream's
+final usage chunk put it). Both Chat's names (C{prompt_tokens}) and the
+Responses API's (C{input_tokens}) are understood.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+_KEY = b'"usage"'
+
+
+def findUsage(tail: bytes) -> dict[str, Any] | None:
+    """The last C{"usage": {...}} object in C{tail}, parsed; L{None} if absent."""
+    at = tail.rfind(_KEY)
+    while at >= 0:
+        start = tail.find(b"{", at + len(_KEY))
+        colon = tail.find(b":", at + len(_KEY))
+        if start < 0 or colon < 0 or tail[colon + 1 : start].strip():
+            at = tail.rfind(_KEY, 0, at)
+            continue
+        depth = 0
+        for i in range(start, len(tail)):
+            c = tail[i]
+            if c == 0x7B:
+                depth += 1
+            elif c == 0x7D:
+                depth -= 1
+                if depth == 0:
+                    try:
+                        found = orjson.loads(tail[start : i + 1])
+                    except orjson.JSONDecodeError:
+                        break
+                    return found if isinstance(found, dict) else None
+        at = tail.rfind(_KEY, 0, at)
+    return None
+
+
+def tokens(usage: Any) -> tuple[int, int] | None:
+    """(input, output) tokens from a Chat or Responses usage object."""
+    if not isinstance(usage, dict):
+        return None
+    inp = usage.get("prompt_tokens", usage.get("input_tokens"))
+    out = usage.get("completion_tokens", usage.get("output_tokens"))
+    if not isinstance(inp, int) and not isinstance(out, int):
+        return None
+    return (inp if isinstance(inp, int) else 0, out if isinstance(out, int) else 0)
