@@ -22,8 +22,9 @@ from twisted.logger import Logger
 from twisted.web.resource import IResource
 
 from codexgw.config import Config
+from codexgw.config.keys import ApiKey
 from codexgw.demo.model import DemoServer
-from codexgw.http.auth import ApiKey, Authenticator
+from codexgw.http.auth import Authenticator
 from codexgw.http.bridge import Bridge
 from codexgw.http.cors import CORSResource
 from codexgw.http.exchange import Proxy

@@ -25,9 +25,9 @@ from twisted.scripts.twistd import ServerOptions
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from codexgw import tap
-from codexgw.config import Config, ConfigError, defaults, isLoopback, load, parse
+from codexgw.config import DEMO_MODEL, Config, ConfigError, defaults, isLoopback, load, parse
 from codexgw.demo import server as demo_server
-from codexgw.demo.model import DEMO_MODEL, reply_for
+from codexgw.demo.model import reply_for
 from codexgw.http.routes import GatewayApp
 from codexgw.obs.metrics import GatewayMetrics
 from codexgw.service import Gateway

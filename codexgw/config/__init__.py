@@ -22,11 +22,13 @@ from typing import Any, TypeVar
 import attrs
 import yaml
 
-from codexgw.http.auth import ApiKey, KeyLimits, digest
+from codexgw.config.keys import ApiKey, KeyLimits, digest
 from codexgw.upstream.profiles import ProfileError, buildProfiles
 
 DEFAULT_LISTEN = "tcp:8080:interface=127.0.0.1"
 DEMO_UPSTREAM = "demo"
+DEMO_MODEL = "codexgw-demo"
+"""The built-in offline demo model's name (codexgw.demo serves it)."""
 WIRE_APIS = ("chat", "responses")
 
 T = TypeVar("T")

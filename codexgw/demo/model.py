@@ -20,9 +20,8 @@ from twisted.protocols.policies import WrappingFactory
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from codexgw.config import DEMO_MODEL
 from codexgw.http.site import GatewaySite, closePort
-
-DEMO_MODEL = "codexgw-demo"
 
 
 def reply_for(body: dict[str, Any]) -> str:

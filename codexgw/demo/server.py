@@ -28,7 +28,8 @@ from twisted.logger import Logger, globalLogBeginner
 from twisted.protocols.policies import WrappingFactory
 from twisted.python import usage
 
-from codexgw.demo.model import DEMO_MODEL, demoResource
+from codexgw.config import DEMO_MODEL
+from codexgw.demo.model import demoResource
 from codexgw.http.site import GatewaySite, closePort
 from codexgw.obs.logs import textObserver
 

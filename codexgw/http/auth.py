@@ -10,13 +10,11 @@ how close a guess was. The key's I{name} is what logs and metrics see.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-from fnmatch import fnmatchcase
 
-import attrs
 from twisted.web.server import Request
 
+from codexgw.config.keys import ANONYMOUS, ApiKey, digest
 from codexgw.errors import GatewayError, Unauthorized
 
 
@@ -24,38 +22,6 @@ class Forbidden(GatewayError):
     status = 403
     type = "permission_error"
     code = "model_not_allowed"
-
-
-@attrs.frozen
-class KeyLimits:
-    """Per-key rate limits; L{None} means unlimited."""
-
-    requests_per_minute: int | None = None
-    tokens_per_minute: int | None = None
-
-
-@attrs.frozen
-class ApiKey:
-    """
-    @ivar name: how logs and metrics refer to the key.
-    @ivar digest: SHA-256 of the key (never the key).
-    @ivar models: model globs it may use; empty means all.
-    """
-
-    name: str
-    digest: bytes = attrs.field(repr=False)
-    models: tuple[str, ...] = ()
-    limits: KeyLimits = KeyLimits()
-
-    def allows(self, model: str) -> bool:
-        return not self.models or any(fnmatchcase(model, m) for m in self.models)
-
-
-ANONYMOUS = ApiKey(name="anonymous", digest=b"")
-
-
-def digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode("utf-8")).digest()
 
 
 def presentedKey(request: Request) -> str | None:

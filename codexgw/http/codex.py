@@ -16,8 +16,7 @@ from typing import Any
 
 import orjson
 
-from codexgw.config import CodexModel, Config
-from codexgw.demo.model import DEMO_MODEL
+from codexgw.config import DEMO_MODEL, CodexModel, Config
 
 _DESCRIPTIONS = {
     "minimal": "Fastest responses with the least reasoning",

@@ -20,6 +20,7 @@ from werkzeug.exceptions import MethodNotAllowed as WZMethodNotAllowed
 from werkzeug.exceptions import NotFound as WZNotFound
 
 from codexgw._version import __version__
+from codexgw.config.keys import ApiKey
 from codexgw.dialects.responses.validate import check_create
 from codexgw.errors import (
     GatewayError,
@@ -31,7 +32,6 @@ from codexgw.errors import (
     ShuttingDown,
     StoreUnavailable,
 )
-from codexgw.http.auth import ApiKey
 from codexgw.http.codex import catalog
 from codexgw.http.exchange import Exchange
 from codexgw.http.site import STANDARD_HEADERS
