@@ -23,7 +23,7 @@ from twisted.web.resource import IResource
 
 from codexgw.config import Config
 from codexgw.config.keys import ApiKey
-from codexgw.demo.model import DemoServer
+from codexgw.demo.model import DemoService
 from codexgw.http.auth import Authenticator
 from codexgw.http.bridge import Bridge
 from codexgw.http.cors import CORSResource
@@ -77,16 +77,17 @@ class Gateway:
         self.draining = False
         self.metrics = metrics or GatewayMetrics()
         self.pool = makePool(reactor)
-        self._demo: DemoServer | None = None
         self.upstreams: dict[str, Upstream] = {}
         profiles = buildProfiles(config.profiles)
         for name, upstreamConfig in config.upstreams.items():
             upstream = Upstream(
                 upstreamConfig, reactor, self.pool, agent, profiles[upstreamConfig.provider]
             )
-            if upstreamConfig.is_demo:
-                upstream.rebind(self._demoURL())
             self.upstreams[name] = upstream
+        # The demo listens once started (a child of GatewayService, or by
+        # makeGatewayResource), never here: building serves nothing.
+        self._demos = [u for u in self.upstreams.values() if u.config.is_demo]
+        self.demo = DemoService(reactor, bound=self._demoBound) if self._demos else None
         self.router = Router(config, self.upstreams)
         self.breakers = {
             name: CircuitBreaker(
@@ -178,14 +179,9 @@ class Gateway:
     def dumps(value: Any) -> bytes:
         return orjson.dumps(value)
 
-    def _demoURL(self) -> str:
-        # listenTCP is synchronous, so the demo's address is known before the
-        # first request, whether or not a service is ever started.
-        if self._demo is None:
-            self._demo = DemoServer(self.reactor)
-        port = self._demo.port
-        log.info("serving the built-in offline demo model (codexgw-demo) on port {port}", port=port)
-        return f"http://127.0.0.1:{port}/v1"
+    def _demoBound(self, url: str) -> None:
+        for upstream in self._demos:
+            upstream.rebind(url)
 
     @property
     def store(self) -> IResponseStore | None:
@@ -311,9 +307,8 @@ class Gateway:
             waits.append(self._store.close())
         if self.redis is not None:
             self.redis.close()
-        if self._demo is not None:
-            demo, self._demo = self._demo, None
-            waits.append(Deferred.fromCoroutine(demo.stop()))
+        if self.demo is not None and self.demo.running:
+            waits.append(self.demo.stopService())
         return DeferredList(waits, consumeErrors=True).addCallback(lambda _: None)
 
 
@@ -337,6 +332,9 @@ class GatewayService(MultiService):
         self.config = config
         self.gateway = Gateway(config, reactor)
         self.resource = self.gateway.resource
+        # First: bound before the health probes and the listener start.
+        if self.gateway.demo is not None:
+            self.gateway.demo.setServiceParent(self)  # type: ignore[no-untyped-call]
         self.drainTimeout = config.drain_timeout if drainTimeout is None else drainTimeout
         # Upstream health is known before anyone asks: the upstream_up gauge
         # and its alert work even where nothing polls /health/ready.
@@ -391,6 +389,9 @@ def makeGatewayResource(config: Config, reactor: Any = None) -> tuple[IResource,
     C{listen=None} when the host has a service hierarchy.
     """
     gateway = Gateway(config, reactor)
+    if gateway.demo is not None:
+        # No service hierarchy to start it: C{gateway.close()} stops it.
+        gateway.demo.startService()
     return gateway.resource, gateway
 
 

@@ -9,6 +9,7 @@ import socket
 from typing import Any
 
 from twisted.application.service import IService, IServiceMaker, MultiService
+from twisted.internet.testing import MemoryReactorClock
 from twisted.plugin import getPlugins
 from twisted.trial.unittest import TestCase
 from twisted.web.resource import IResource, Resource
@@ -130,6 +131,37 @@ class DemoTests(TestCase):
         text = (await stream.content()).decode()
         self.assertTrue(text.rstrip().endswith("data: [DONE]"))
         self.assertEqual(stream.headers.getRawHeaders("content-type"), ["text/event-stream"])
+
+    def test_building_the_gateway_listens_nowhere_until_started(self) -> None:
+        reactor = MemoryReactorClock()
+        # No background probes: their timer runs on the global reactor.
+        defaults = parse({"server": {"health_probe_interval": 0}}, "<defaults>", {})
+        service = GatewayService(defaults, listen=None, reactor=reactor)
+        self.assertEqual(reactor.tcpServers, [])
+        demo = service.gateway.demo
+        assert demo is not None
+        self.assertIs(demo.parent, service)
+        self.assertEqual(service.gateway.upstreams["demo"].base_url, "http://127.0.0.1:0/v1")
+        service.startService()
+        [(port, _, _, interface)] = reactor.tcpServers
+        self.assertEqual((port, interface), (0, "127.0.0.1"))
+        self.assertNotEqual(service.gateway.upstreams["demo"].base_url, "http://127.0.0.1:0/v1")
+
+    async def test_a_gateway_embedded_as_a_resource_serves_and_closes_the_demo(self) -> None:
+        resource, gateway = makeGatewayResource(parse({}, "<defaults>", {}))
+        demo = gateway.demo
+        assert demo is not None and demo.port is not None
+        self.assertTrue(demo.running)
+        port = serve(self, resource)
+        http = httpClient(self)
+        response = await http.post(
+            f"http://127.0.0.1:{port.getHost().port}/v1/chat/completions",
+            json={"model": "codexgw-demo", "messages": [{"role": "user", "content": "ping"}]},
+        )
+        self.assertIn("You said: ping", (await response.json())["choices"][0]["message"]["content"])
+        await gateway.close()
+        self.assertFalse(demo.running)
+        self.assertIsNone(demo.port)
 
 
 class EmbeddingTests(TestCase):

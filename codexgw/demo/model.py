@@ -12,16 +12,25 @@ pretend to be intelligent: it echoes the last user message, word by word.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
+from twisted.application.service import Service
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IReactorTime
+from twisted.logger import Logger
 from twisted.protocols.policies import WrappingFactory
+from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from codexgw.config import DEMO_MODEL
 from codexgw.http.site import GatewaySite, closePort
+
+log = Logger()
 
 
 def reply_for(body: dict[str, Any]) -> str:
@@ -150,18 +159,92 @@ def demoResource(clock: IReactorTime) -> Resource:
     return root
 
 
-class DemoServer:
+LOOPBACK = "tcp:0:interface=127.0.0.1"
+"""Where the gateway's own demo listens: a free port on loopback."""
+
+
+class DemoService(Service):
     """
-    The demo model listening on a free loopback port.
+    The demo model as an C{IService}: it listens when started and stops
+    listening, cutting the connections still open, when stopped, so a host
+    that outlives it is left with nothing behind.
 
-    Connections are tracked so that L{stop} leaves nothing open: the gateway
-    may be embedded in a host that outlives it.
+    The gateway adds one as a child service when its config names the demo
+    upstream (see L{codexgw.service}); C{twistd codexgw-demo} runs one on its
+    own (see L{codexgw.demo.tap}).
+
+    @param reactor: the reactor to listen with and to time the stream with.
+    @param endpoint: a Twisted server endpoint string; a free loopback port
+        by default.
+    @param bound: called with the demo's base URL (C{http://host:port/v1})
+        once a TCP port is bound: the gateway points its demo upstream there.
+    @ivar port: the listening port once bound, else L{None}.
     """
 
-    def __init__(self, reactor: Any) -> None:
-        self._factory = WrappingFactory(GatewaySite(demoResource(reactor)))
-        self._port: IListeningPort = reactor.listenTCP(0, self._factory, interface="127.0.0.1")
-        self.port: int = self._port.getHost().port
+    def __init__(
+        self,
+        reactor: Any,
+        endpoint: str = LOOPBACK,
+        bound: Callable[[str], object] | None = None,
+    ) -> None:
+        self.reactor = reactor
+        self.endpoint = endpoint
+        self.port: IListeningPort | None = None
+        self._bound = bound
+        self._factory: WrappingFactory | None = None
+        self._listening: Deferred[IListeningPort] | None = None
 
-    async def stop(self) -> None:
-        await closePort(self._port, self._factory)
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        factory = WrappingFactory(GatewaySite(demoResource(self.reactor), reactor=self.reactor))
+        factory.noisy = False
+        self._factory = factory
+        listening = serverFromString(self.reactor, self.endpoint).listen(factory)
+        listening.addCallback(self._listened)
+        starting = True
+        early: list[Failure] = []
+
+        def failed(f: Failure) -> None:
+            # TCP endpoints bind at once: as with twistd's own endpoint
+            # service, a port that cannot be had fails the start.
+            if starting:
+                early.append(f)
+            else:
+                log.failure(
+                    "the demo model could not listen on {endpoint}", f, endpoint=self.endpoint
+                )
+
+        listening.addErrback(failed)
+        starting = False
+        if early:
+            self.running = 0
+            early[0].raiseException()
+        self._listening = listening
+
+    def _listened(self, port: IListeningPort) -> IListeningPort:
+        self.port = port
+        address = port.getHost()
+        log.info(
+            "serving the built-in offline demo model ({model}) on {address}",
+            model=DEMO_MODEL,
+            address=address,
+        )
+        if self._bound is not None and isinstance(address, IPv4Address | IPv6Address):
+            host = address.host if isinstance(address, IPv4Address) else f"[{address.host}]"
+            self._bound(f"http://{host}:{address.port}/v1")
+        return port
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()  # type: ignore[no-untyped-call]
+        listening, self._listening = self._listening, None
+        factory = self._factory
+        if listening is None or factory is None:
+            return succeed(None)
+
+        def close(port: IListeningPort | None) -> Deferred[None]:
+            self.port = None
+            if port is None:
+                return succeed(None)
+            return Deferred.fromCoroutine(closePort(port, factory))
+
+        return listening.addCallback(close)
