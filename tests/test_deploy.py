@@ -19,21 +19,28 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import yaml
+from twisted.application.service import IService
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.error import CannotListenError, ConnectError
+from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from twisted.scripts.twistd import ServerOptions
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from codexgw import tap
 from codexgw.config import DEMO_MODEL, Config, ConfigError, defaults, isLoopback, load, parse
 from codexgw.demo import server as demo_server
-from codexgw.demo.model import reply_for
+from codexgw.demo import tap as demo_tap
+from codexgw.demo.model import DemoService, demoResource, reply_for
 from codexgw.http.routes import GatewayApp
 from codexgw.obs.metrics import GatewayMetrics
 from codexgw.service import Gateway
 from codexgw.upstream.failover import CircuitBreaker
-from tests.integration.test_integration import httpClient
+from tests.integration.test_integration import httpClient, until
 from tests.integration.test_integration import serve as serveOnLoopback
+from tests.test_service import freePort
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -927,3 +934,96 @@ class DemoServerTests(TestCase):
         finally:
             sys.stderr = stderr
         self.assertEqual(raised.exception.code, 2)
+
+
+class DemoPluginTests(TestCase):
+    """C{twistd codexgw-demo}: the demo model alone, as twistd runs it."""
+
+    timeout = 30
+
+    def test_twistd_finds_the_codexgw_demo_plugin(self) -> None:
+        options = twistdArgv(["twistd", "-n", "codexgw-demo"])
+        self.assertEqual(options.subCommand, "codexgw-demo")
+        self.assertIsInstance(options.subOptions, demo_tap.Options)
+        self.assertEqual(options.subOptions["listen"], "tcp:8081:interface=127.0.0.1")
+        self.assertTrue(isLoopback(options.subOptions["listen"]))
+
+    async def test_make_service_serves_the_demo_model_on_its_endpoint(self) -> None:
+        options = demo_tap.Options()
+        options.parseOptions(["--listen", "tcp:0:interface=127.0.0.1"])
+        service = demo_tap.makeService(options)
+        self.assertTrue(IService.providedBy(service))
+        assert isinstance(service, DemoService)
+        self.assertIsNone(service.port)
+        service.startService()
+        self.addCleanup(service.stopService)
+        assert service.port is not None
+        base = f"http://127.0.0.1:{service.port.getHost().port}/v1"
+        http = httpClient(self)
+        models = await (await http.get(base + "/models")).json()
+        self.assertEqual([m["id"] for m in models["data"]], [DEMO_MODEL])
+        await service.stopService()
+        self.assertIsNone(service.port)
+
+    def test_a_port_that_cannot_be_had_fails_the_start(self) -> None:
+        taken = serveOnLoopback(self, demoResource(reactor))
+        service = DemoService(reactor, f"tcp:{taken.getHost().port}:interface=127.0.0.1")
+        self.assertRaises(CannotListenError, service.startService)
+        self.assertFalse(service.running)
+
+    async def test_twistd_runs_it(self) -> None:
+        port = freePort()
+        twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+        ended: Deferred[None] = Deferred()
+
+        class Watch(ProcessProtocol):
+            output = b""
+
+            def outReceived(self, data: bytes) -> None:
+                self.output += data
+
+            errReceived = outReceived
+
+            def processEnded(self, reason: Failure) -> None:
+                ended.callback(None)
+
+        watch = Watch()
+        process = reactor.spawnProcess(
+            watch,
+            twistd,
+            [
+                twistd,
+                "-n",
+                "--pidfile=",
+                "codexgw-demo",
+                "--listen",
+                f"tcp:{port}:interface=127.0.0.1",
+            ],
+            env=dict(os.environ),
+            path=ROOT,
+        )
+
+        def stop() -> Deferred[None]:
+            if not ended.called:
+                process.signalProcess("KILL")
+            return ended
+
+        self.addCleanup(stop)
+        http = httpClient(self)
+        body = {"model": DEMO_MODEL, "messages": [{"role": "user", "content": "from twistd"}]}
+        for _ in range(100):
+            try:
+                response = await http.post(
+                    f"http://127.0.0.1:{port}/v1/chat/completions", json=body
+                )
+                break
+            except ConnectError:
+                await until(lambda: False, timeout=0.1)
+        else:
+            self.fail(watch.output.decode()[-2000:])
+        self.assertEqual(response.code, 200)
+        answer = await response.json()
+        self.assertEqual(answer["choices"][0]["message"]["content"], reply_for(body))
+        process.signalProcess("TERM")
+        await ended
+        self.assertIn(b"serving the built-in offline demo model", watch.output)

@@ -2,13 +2,16 @@
 """
 The built-in offline demo model as a standalone Chat Completions server.
 
-The gateway starts the demo itself on a private loopback port (see
-L{codexgw.demo.model}). This module serves the same resource on an endpoint of
+The gateway starts the demo itself, a child service on a private loopback
+port (see L{codexgw.demo.model.DemoService}). This module serves the same resource on an endpoint of
 your choosing, so that a deployment can be tried end to end with the
 gateway reaching a separate upstream over the network, as it would a real
 provider (C{docker-compose.yml} runs it as C{fake-upstream})::
 
     python -m codexgw.demo.server --listen tcp:9000:interface=0.0.0.0
+
+C{twistd codexgw-demo} (L{codexgw.demo.tap}) serves the same model as a
+service, with twistd's logging and daemon options.
 
 It answers C{POST /v1/chat/completions} (streamed or not) and
 C{GET /v1/models} with the deterministic echo of C{codexgw-demo}. It is not
