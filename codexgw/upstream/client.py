@@ -253,27 +253,21 @@ class Upstream:
             Headers(allHeaders),
             BytesProducer(body) if body is not None else None,
         )
-        timedOut: list[bool] = []
         if timeout:
 
-            def expire() -> None:
-                timedOut.append(True)
-                d.cancel()
-
-            call = self._reactor.callLater(timeout, expire)
-
-            def stopTimer(result: Any) -> Any:
-                if call.active():
-                    call.cancel()
+            def timedOut(result: IResponse | Failure, seconds: float) -> IResponse | Failure:
+                # Only our own timer: a caller's cancel stays a cancellation.
+                if isinstance(result, Failure):
+                    return Failure(
+                        UpstreamTimeout(
+                            f"upstream {self.name!r} did not answer within {seconds:g} s"
+                        )
+                    )
                 return result
 
-            d.addBoth(stopTimer)
+            d = d.addTimeout(timeout, self._reactor, onTimeoutCancel=timedOut)
 
         def translate(failure: Failure) -> Failure:
-            if timedOut:
-                return Failure(
-                    UpstreamTimeout(f"upstream {self.name!r} did not answer within {timeout:g} s")
-                )
             if failure.check(GatewayError):
                 return failure
             if isCancellation(failure):

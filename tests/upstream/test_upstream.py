@@ -14,7 +14,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from twisted.internet import reactor, ssl
+from twisted.internet.defer import CancelledError
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
+from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.protocols.policies import WrappingFactory
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -23,10 +25,11 @@ from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
 from codexgw.config import UpstreamConfig
-from codexgw.errors import UpstreamUnavailable
+from codexgw.errors import UpstreamTimeout, UpstreamUnavailable
 from codexgw.http.site import GatewaySite
 from codexgw.upstream.bodies import readCapped
 from codexgw.upstream.client import Upstream, UpstreamEndpoints, makeAgent, makePool
+from tests.fakes.agent import FakeAgent, FakeResponse
 from tests.fakes.dialects import OPENAI_LIKE, DialectUpstream
 from tests.integration.test_integration import until
 
@@ -75,6 +78,39 @@ def _certificate(host: str) -> tuple[bytes, bytes]:
 
 
 @implementer(IPolicyForHTTPS)
+class FirstByteTimeoutTests(SynchronousTestCase):
+    """The first-byte timer tells its own expiry from a caller's cancel."""
+
+    def upstream(self) -> tuple[Upstream, FakeAgent, Clock]:
+        clock = Clock()
+        agent = FakeAgent()
+        config = UpstreamConfig(name="main", base_url="http://127.0.0.1:9/v1")
+        return Upstream(config, clock, makePool(clock), agent), agent, clock
+
+    def test_no_headers_in_time_is_an_upstream_timeout(self) -> None:
+        upstream, agent, clock = self.upstream()
+        d = upstream.request(b"GET", "/models", timeout=3)
+        clock.advance(3)
+        self.assertTrue(agent.requests[0].cancelled)
+        failure = self.failureResultOf(d, UpstreamTimeout)
+        self.assertEqual(str(failure.value), "upstream 'main' did not answer within 3 s")
+
+    def test_a_callers_cancel_is_a_cancellation_not_a_timeout(self) -> None:
+        upstream, agent, clock = self.upstream()
+        d = upstream.request(b"GET", "/models", timeout=3)
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_an_answer_in_time_stops_the_timer(self) -> None:
+        upstream, agent, clock = self.upstream()
+        d = upstream.request(b"GET", "/models", timeout=3)
+        response = FakeResponse(200, {}, 0)
+        agent.requests[0].deferred.callback(response)
+        self.assertIs(self.successResultOf(d), response)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+
 class _Trusting:
     def __init__(self, authority: ssl.Certificate) -> None:
         self.authority = authority
