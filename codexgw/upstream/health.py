@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred, FirstError, gatherResults
+from twisted.internet.defer import Deferred, FirstError, gatherResults, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -72,7 +72,7 @@ class HealthChecker:
         state = self.states[name]
         now = self._clock.seconds()
         if state.checked_at is not None and now - state.checked_at < self._interval:
-            return Deferred.fromCoroutine(_value(state))
+            return succeed(state)
         waiting = self._inflight.get(name)
 
         def leave(d: Deferred[UpstreamState]) -> None:
@@ -142,7 +142,3 @@ class HealthChecker:
             self.onChange(name, state)
         for d in self._inflight.pop(name, []):
             d.callback(state)
-
-
-async def _value(state: UpstreamState) -> UpstreamState:
-    return state

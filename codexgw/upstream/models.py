@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from twisted.internet.defer import CancelledError, Deferred, FirstError, gatherResults
+from twisted.internet.defer import CancelledError, Deferred, FirstError, gatherResults, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -45,13 +45,25 @@ class ModelCatalog:
         self._ttl = ttl
         self._cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
 
-    async def _fetch(self, upstream: Upstream) -> list[dict[str, Any]]:
+    def _fetch(self, upstream: Upstream) -> Deferred[list[dict[str, Any]]]:
+        """
+        One upstream's models: from its config or the cache, already there,
+        else asked of the upstream itself.
+        """
         if upstream.config.models:
-            return [_entry(m, upstream.name) for m in upstream.config.models]
+            return succeed([_entry(m, upstream.name) for m in upstream.config.models])
         now = self._clock.seconds()
         cached = self._cache.get(upstream.name)
         if cached is not None and now - cached[0] < self._ttl:
-            return cached[1]
+            return succeed(cached[1])
+        return Deferred.fromCoroutine(self._ask(upstream, now, cached))
+
+    async def _ask(
+        self,
+        upstream: Upstream,
+        now: float,
+        cached: tuple[float, list[dict[str, Any]]] | None,
+    ) -> list[dict[str, Any]]:
         try:
             response = await upstream.get("/models", timeout=10.0)
             body = await readCapped(response, LISTING_LIMIT)
@@ -84,8 +96,7 @@ class ModelCatalog:
         """
         try:
             lists = await gatherResults(
-                [Deferred.fromCoroutine(self._fetch(u)) for u in self._upstreams.values()],
-                consumeErrors=True,
+                [self._fetch(u) for u in self._upstreams.values()], consumeErrors=True
             )
         except FirstError as e:
             # _fetch turns every upstream failure into a list: this is a
