@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.stream.test_sse -*-
 """
-Server-sent events: an incremental decoder for upstream streams and an encoder
-for the client side.
+Server-sent events: an incremental decoder for upstream streams, and the
+fixed frames (keep-alive, C{[DONE]}) written to clients.
 
 The decoder works on bytes and is fed whatever the transport delivers: events,
 lines and even UTF-8 sequences may be split at any byte. Line endings may be
@@ -19,12 +19,7 @@ L{LineTooLong} rather than growing a buffer without bound.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import attrs
-from twisted.internet.interfaces import ITransport
-from twisted.internet.protocol import Protocol
-from twisted.python.failure import Failure
 
 DEFAULT_MAX_LINE = 4 * 1024 * 1024
 BOM = b"\xef\xbb\xbf"
@@ -163,89 +158,6 @@ class SSEDecoder:
             self._line(line, events)
         self._line(b"", events)
         return events
-
-
-class SSEReceiver(Protocol):
-    """
-    A body protocol for C{IResponse.deliverBody} that decodes SSE as it arrives.
-
-    @ivar onEvent: called with each L{SSEEvent}.
-    @ivar onEnd: called once with L{None} when the body ended cleanly, or a
-        L{Failure} when it broke or was not valid SSE.
-    """
-
-    transport: ITransport | None
-
-    def __init__(
-        self,
-        onEvent: Callable[[SSEEvent], None],
-        onEnd: Callable[[Failure | None], None],
-        maxLineLength: int = DEFAULT_MAX_LINE,
-    ) -> None:
-        self._decoder = SSEDecoder(maxLineLength)
-        self._onEvent = onEvent
-        self._onEnd = onEnd
-        self._ended = False
-
-    def dataReceived(self, data: bytes) -> None:
-        if self._ended:
-            return
-        try:
-            events = self._decoder.feed(data)
-        except SSEError:
-            self._end(Failure())
-            self._abort()
-            return
-        onEvent = self._onEvent
-        for event in events:
-            onEvent(event)
-            if self._ended:
-                return
-
-    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
-        if self._ended:
-            return
-        from twisted.web.client import ResponseDone
-        from twisted.web.http import PotentialDataLoss
-
-        # PotentialDataLoss: a body without a length that ended with the
-        # connection, which is how many SSE servers end a stream.
-        if reason.check(ResponseDone, PotentialDataLoss):
-            try:
-                for event in self._decoder.close():
-                    self._onEvent(event)
-                    if self._ended:
-                        return
-            except SSEError:
-                self._end(Failure())
-                return
-            self._end(None)
-        else:
-            self._end(reason)
-
-    def stop(self) -> None:
-        """Stop listening: no more callbacks, and the upstream is dropped."""
-        self._ended = True
-        self._abort()
-
-    def _end(self, reason: Failure | None) -> None:
-        self._ended = True
-        self._onEnd(reason)
-
-    def _abort(self) -> None:
-        transport = self.transport
-        if transport is not None:
-            transport.stopProducing()  # type: ignore[attr-defined]
-
-
-def encode_event(data: bytes, event: str | None = None) -> bytes:
-    """
-    Frame one event. C{data} must not contain line breaks (compact JSON never
-    does), which spares scanning it.
-    """
-    if event is None:
-        return b"data: " + data + b"\n\n"
-    return b"event: " + event.encode("ascii") + b"\ndata: " + data + b"\n\n"
 
 
 HEARTBEAT = b": keep-alive\n\n"

@@ -72,7 +72,3 @@ class Router:
     def aliases(self) -> list[tuple[str, Any]]:
         """Model names that rules make up (not globs): listed by C{/v1/models}."""
         return [(name, target.pool[0]) for name, (target, _) in self._exact.items()]
-
-    def known(self, model: str) -> bool:
-        """Whether a rule or an upstream's model list names C{model} exactly."""
-        return model in self._exact

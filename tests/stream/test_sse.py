@@ -1,6 +1,6 @@
 """
-Tests for L{codexgw.stream.sse}: the incremental SSE decoder, the body protocol that
-wraps it, and the client-side encoder.
+Tests for L{codexgw.stream.sse}: the incremental SSE decoder and the frames
+written to clients.
 
 The decoder is fed whatever the transport delivers, so the recorded streams in
 C{tests/fixtures/sse/} are decoded whole, split once at every byte, split twice
@@ -13,13 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import orjson
-from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.testing import StringTransport
-from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.client import ResponseDone, ResponseFailed
-from twisted.web.http import PotentialDataLoss
 
 from codexgw.stream.sse import (
     BOM,
@@ -31,8 +26,6 @@ from codexgw.stream.sse import (
     SSEDecoder,
     SSEError,
     SSEEvent,
-    SSEReceiver,
-    encode_event,
 )
 from tests.fakes.chat_upstream import textStream
 from tests.harness import Harness
@@ -475,227 +468,8 @@ class CloseTests(SynchronousTestCase):
         self.assertEqual(decoder.close(), [SSEEvent("a", id="9")])
 
 
-class Recorder:
-    """Records what an L{SSEReceiver} reports."""
-
-    def __init__(self) -> None:
-        self.events: list[SSEEvent] = []
-        self.ends: list[Failure | None] = []
-        self.log: list[str] = []
-
-    def onEvent(self, event: SSEEvent) -> None:
-        self.events.append(event)
-        self.log.append(f"event {event.data}")
-
-    def onEnd(self, reason: Failure | None) -> None:
-        self.ends.append(reason)
-        self.log.append("end")
-
-
-class SSEReceiverTests(SynchronousTestCase):
-    """
-    L{SSEReceiver} is the body protocol given to C{IResponse.deliverBody}.
-    """
-
-    def setUp(self) -> None:
-        self.recorder = Recorder()
-        self.transport = StringTransport()
-        self.receiver = SSEReceiver(self.recorder.onEvent, self.recorder.onEnd, maxLineLength=64)
-        self.receiver.makeConnection(self.transport)
-
-    def test_events_are_reported_as_data_arrives(self) -> None:
-        self.receiver.dataReceived(b"data: a\n\ndata: b\n")
-        self.assertEqual(self.recorder.events, [SSEEvent("a")])
-        self.receiver.dataReceived(b"\nevent: e\ndata: c\n\n")
-        self.assertEqual(self.recorder.events, [SSEEvent("a"), SSEEvent("b"), SSEEvent("c", "e")])
-        self.assertEqual(self.recorder.ends, [])
-
-    def test_recorded_stream_byte_at_a_time(self) -> None:
-        receiver = SSEReceiver(self.recorder.onEvent, self.recorder.onEnd)
-        receiver.makeConnection(self.transport)
-        stream = fixture("chat_crlf.sse")
-        for i in range(len(stream)):
-            receiver.dataReceived(stream[i : i + 1])
-        receiver.connectionLost(Failure(ResponseDone()))
-        self.assertEqual(self.recorder.events, CHAT_EVENTS)
-        self.assertEqual(self.recorder.ends, [None])
-
-    def test_response_done_ends_cleanly(self) -> None:
-        self.receiver.dataReceived(b"data: a\n\n")
-        self.receiver.connectionLost(Failure(ResponseDone()))
-        self.assertEqual(self.recorder.ends, [None])
-        self.assertEqual(self.transport.producerState, "producing")
-
-    def test_response_done_dispatches_last_event_before_ending(self) -> None:
-        self.receiver.dataReceived(b"data: a\n\ndata: [DONE]\n")
-        self.receiver.connectionLost(Failure(ResponseDone()))
-        self.assertEqual(self.recorder.log, ["event a", "event [DONE]", "end"])
-
-    def test_connection_lost_ends_with_that_failure(self) -> None:
-        self.receiver.dataReceived(b"data: a\n\n")
-        reason = Failure(ConnectionLost())
-        self.receiver.connectionLost(reason)
-        self.assertEqual(self.recorder.ends, [reason])
-
-    def test_response_failed_ends_with_that_failure(self) -> None:
-        """A real Agent reports a broken body as ResponseFailed."""
-        reason = Failure(ResponseFailed([Failure(ConnectionLost())]))
-        self.receiver.connectionLost(reason)
-        self.assertEqual(self.recorder.ends, [reason])
-
-    def test_broken_stream_does_not_dispatch_half_an_event(self) -> None:
-        """
-        An event cut off by a broken connection may be missing data lines, so
-        it is not reported as if it were whole.
-        """
-        self.receiver.dataReceived(b'data: a\n\ndata: {"partial":')
-        self.receiver.connectionLost(Failure(ConnectionLost()))
-        self.assertEqual(self.recorder.events, [SSEEvent("a")])
-        self.assertEqual(len(self.recorder.ends), 1)
-        self.assertIsInstance(self.recorder.ends[0], Failure)
-
-    def test_connection_done_is_not_a_clean_end_of_body(self) -> None:
-        reason = Failure(ConnectionDone())
-        self.receiver.connectionLost(reason)
-        self.assertEqual(self.recorder.ends, [reason])
-
-    def test_potential_data_loss_ends_cleanly_like_the_relay(self) -> None:
-        """
-        A body with neither Content-Length nor chunked encoding ends when the
-        upstream closes, which Twisted reports as PotentialDataLoss. That is
-        the normal end of such a stream: treq's collect() and
-        L{codexgw.stream.relay} both treat it as clean, and so must the receiver,
-        including the last event that lacked its blank line.
-        """
-        self.receiver.dataReceived(b"data: a\n\ndata: [DONE]\n")
-        self.receiver.connectionLost(Failure(PotentialDataLoss()))
-        self.assertEqual(self.recorder.events, [SSEEvent("a"), SSEEvent("[DONE]")])
-        self.assertEqual(self.recorder.ends, [None])
-
-    def test_too_long_line_fails_and_stops_the_transport(self) -> None:
-        self.receiver.dataReceived(b"data: ok\n\n")
-        self.receiver.dataReceived(b"data: " + b"x" * 64)
-        self.assertEqual(self.recorder.events, [SSEEvent("ok")])
-        self.assertEqual(len(self.recorder.ends), 1)
-        failure = self.recorder.ends[0]
-        assert failure is not None
-        self.assertTrue(failure.check(LineTooLong))
-        self.assertEqual(self.transport.producerState, "stopped")
-
-    def test_too_long_line_uses_the_receivers_cap(self) -> None:
-        self.receiver.dataReceived(b"data: " + b"x" * 58 + b"\n\n")
-        self.assertEqual(self.recorder.ends, [])
-        self.receiver.dataReceived(b"data: " + b"x" * 59 + b"\n\n")
-        failure = self.recorder.ends[0]
-        assert failure is not None
-        self.assertTrue(failure.check(LineTooLong))
-
-    def test_invalid_utf8_fails_and_stops_the_transport(self) -> None:
-        self.receiver.dataReceived(b"data: \xff\n\n")
-        self.assertEqual(self.recorder.events, [])
-        failure = self.recorder.ends[0]
-        assert failure is not None
-        self.assertTrue(failure.check(InvalidUTF8))
-        self.assertEqual(self.transport.producerState, "stopped")
-
-    def test_nothing_is_reported_after_a_failure(self) -> None:
-        """
-        Stopping the transport makes the Agent call connectionLost; neither
-        that nor any data already in flight is reported again.
-        """
-        self.receiver.dataReceived(b"data: \xff\n\n")
-        self.receiver.dataReceived(b"data: more\n\n")
-        self.receiver.connectionLost(Failure(ResponseFailed([Failure(ConnectionLost())])))
-        self.assertEqual(self.recorder.events, [])
-        self.assertEqual(len(self.recorder.ends), 1)
-
-    def test_invalid_utf8_in_the_unterminated_last_line_fails_at_end(self) -> None:
-        self.receiver.dataReceived(b"data: a\n\ndata: \xff")
-        self.receiver.connectionLost(Failure(ResponseDone()))
-        self.assertEqual(self.recorder.events, [SSEEvent("a")])
-        self.assertEqual(len(self.recorder.ends), 1)
-        failure = self.recorder.ends[0]
-        assert failure is not None
-        self.assertTrue(failure.check(InvalidUTF8))
-
-    def test_stop_drops_the_upstream_and_silences_callbacks(self) -> None:
-        self.receiver.dataReceived(b"data: a\n\n")
-        self.receiver.stop()
-        self.assertEqual(self.transport.producerState, "stopped")
-        self.receiver.dataReceived(b"data: b\n\n")
-        self.receiver.connectionLost(Failure(ResponseDone()))
-        self.assertEqual(self.recorder.events, [SSEEvent("a")])
-        self.assertEqual(self.recorder.ends, [])
-
-    def test_stop_from_on_event_skips_the_rest_of_the_chunk(self) -> None:
-        def onEvent(event: SSEEvent) -> None:
-            self.recorder.onEvent(event)
-            receiver.stop()
-
-        receiver = SSEReceiver(onEvent, self.recorder.onEnd)
-        receiver.makeConnection(self.transport)
-        receiver.dataReceived(b"data: a\n\ndata: b\n\n")
-        self.assertEqual(self.recorder.events, [SSEEvent("a")])
-        self.assertEqual(self.recorder.ends, [])
-        self.assertEqual(self.transport.producerState, "stopped")
-
-    def test_stop_from_on_event_during_the_final_flush_silences_on_end(self) -> None:
-        """
-        A consumer that stops on C{[DONE]} is not told the stream ended, even
-        when C{[DONE]} is only dispatched by the end of the body.
-        """
-
-        def onEvent(event: SSEEvent) -> None:
-            self.recorder.onEvent(event)
-            if event.data == "[DONE]":
-                receiver.stop()
-
-        receiver = SSEReceiver(onEvent, self.recorder.onEnd)
-        receiver.makeConnection(self.transport)
-        receiver.dataReceived(b"data: a\n\ndata: [DONE]")
-        receiver.connectionLost(Failure(ResponseDone()))
-        self.assertEqual(self.recorder.events, [SSEEvent("a"), SSEEvent("[DONE]")])
-        self.assertEqual(self.recorder.ends, [])
-
-    def test_stop_without_a_transport_is_harmless(self) -> None:
-        receiver = SSEReceiver(self.recorder.onEvent, self.recorder.onEnd)
-        receiver.stop()
-        receiver.dataReceived(b"data: a\n\n")
-        self.assertEqual(self.recorder.events, [])
-
-    def test_on_end_is_called_once_when_connection_lost_twice(self) -> None:
-        self.receiver.connectionLost(Failure(ResponseDone()))
-        self.receiver.connectionLost(Failure(ResponseDone()))
-        self.assertEqual(self.recorder.ends, [None])
-
-
-class EncodeEventTests(SynchronousTestCase):
-    """
-    L{encode_event} frames one event for the client.
-    """
-
-    def test_data_only(self) -> None:
-        self.assertEqual(encode_event(b'{"a":1}'), b'data: {"a":1}\n\n')
-
-    def test_with_event_name(self) -> None:
-        self.assertEqual(
-            encode_event(b'{"type":"response.created"}', "response.created"),
-            b'event: response.created\ndata: {"type":"response.created"}\n\n',
-        )
-
-    def test_empty_event_name_is_still_written(self) -> None:
-        self.assertEqual(encode_event(b"x", ""), b"event: \ndata: x\n\n")
-
-    def test_encoded_events_decode_back(self) -> None:
-        payload = '{"delta":"你好 👋"}'.encode()
-        stream = encode_event(payload) + encode_event(payload, "response.output_text.delta")
-        self.assertEqual(
-            decode([stream]),
-            [
-                SSEEvent(payload.decode()),
-                SSEEvent(payload.decode(), "response.output_text.delta"),
-            ],
-        )
+class FramingTests(SynchronousTestCase):
+    """The frames the relays write to clients decode as they should."""
 
     def test_heartbeat_is_a_comment_and_done_is_the_done_sentinel(self) -> None:
         self.assertEqual(HEARTBEAT, b": keep-alive\n\n")
@@ -755,14 +529,8 @@ class ByteOrderMarkTests(SynchronousTestCase):
         decoder.feed(BOM[:2])
         self.assertRaises(InvalidUTF8, decoder.close)
 
-    def test_the_receiver_drops_a_bom_split_across_two_reads(self) -> None:
-        recorder = Recorder()
-        receiver = SSEReceiver(recorder.onEvent, recorder.onEnd)
-        receiver.makeConnection(StringTransport())
-        receiver.dataReceived(BOM[:1])
-        receiver.dataReceived(BOM[1:] + b"data: a\n\n")
-        receiver.connectionLost(Failure(ResponseDone()))
-        self.assertEqual((recorder.events, recorder.ends), ([SSEEvent("a")], [None]))
+    def test_a_bom_split_after_its_first_byte_is_dropped(self) -> None:
+        self.assertEqual(decode([BOM[:1], BOM[1:] + b"data: a\n\n"]), [SSEEvent("a")])
 
 
 class ByteOrderMarkClientTests(SynchronousTestCase):
