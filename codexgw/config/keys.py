@@ -16,11 +16,23 @@ import attrs
 
 
 @attrs.frozen
-class KeyLimits:
-    """Per-key rate limits; L{None} means unlimited."""
+class Limits:
+    """
+    Rate limits: a key's own (C{auth.keys[].limits}), the defaults
+    (C{rate_limits}), and what L{codexgw.state.ratelimit} counts against.
+    L{None} means unlimited.
+    """
 
     requests_per_minute: int | None = None
     tokens_per_minute: int | None = None
+
+    @property
+    def unlimited(self) -> bool:
+        return self.requests_per_minute is None and self.tokens_per_minute is None
+
+
+#: The name the config loader knows them by: the same type.
+KeyLimits = Limits
 
 
 @attrs.frozen
@@ -34,7 +46,7 @@ class ApiKey:
     name: str
     digest: bytes = attrs.field(repr=False)
     models: tuple[str, ...] = ()
-    limits: KeyLimits = KeyLimits()
+    limits: Limits = Limits()
 
     def allows(self, model: str) -> bool:
         return not self.models or any(fnmatchcase(model, m) for m in self.models)

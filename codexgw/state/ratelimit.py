@@ -23,23 +23,12 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
+from codexgw.config.keys import Limits as Limits  # one type for config and limiter
 from codexgw.state.redis import RedisClient, RedisError, RedisUnavailable
 
 log = Logger()
 
 WINDOW = 60.0
-
-
-@attrs.frozen
-class Limits:
-    """L{None} means unlimited."""
-
-    requests_per_minute: int | None = None
-    tokens_per_minute: int | None = None
-
-    @property
-    def unlimited(self) -> bool:
-        return self.requests_per_minute is None and self.tokens_per_minute is None
 
 
 @attrs.frozen

@@ -1,31 +1,41 @@
-# -*- test-case-name: tests.state.test_redis -*-
 """
-A small Twisted-native Redis client: RESP2 over one pipelined connection.
+The gateway's Redis client: txredisapi's protocol behind a small typed adapter.
 
-The gateway needs few commands (scripts for atomic counters, a store), and
-needs them never to block the reactor or hang a request: every command has a
-timeout, a lost connection fails what was in flight and is re-made, and
-while Redis is away commands fail at once and reconnection backs off (see
-L{RedisClient}). Shared by the rate limiter and the response store, from one
-C{redis:} config block.
+txredisapi (Twisted-native, maintained) speaks RESP; this module owns what
+the gateway needs around it and txredisapi's own factories do not give:
+every command has a timeout, a lost connection fails what was in flight and
+is re-made, and while Redis is away commands fail at once and reconnection
+backs off (see L{RedisClient}). The handshake (C{AUTH [user] password},
+C{SELECT}, C{PING}) is run here, under the same timeout, so a refused
+password fails cleanly and its connection is closed, never left open.
+C{rediss://} connects with TLS, verifying the server's certificate
+(L{twisted.internet.ssl.optionsForClientTLS}) against the system's trust or
+a configured CA file. Shared by the rate limiter and the response store,
+from one C{redis:} config block.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
-from collections import deque
 from collections.abc import Callable
 from typing import Any, cast
 from urllib.parse import unquote, urlparse
 
+import attrs
+import txredisapi  # type: ignore[import-untyped]
 from twisted.application.internet import backoffPolicy
-from twisted.internet import defer, error
+from twisted.internet import defer, error, ssl
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
-from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+    wrapClientTLS,
+)
 from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -50,104 +60,72 @@ class RedisUnavailable(Exception):
     """Redis could not be reached, or did not answer in time."""
 
 
-class _Incomplete(Exception):
-    pass
-
-
-def _parse(buf: bytes, at: int) -> tuple[Any, int]:
-    """One RESP2 reply from C{buf[at:]}: (value, next offset)."""
-    end = buf.find(b"\r\n", at)
-    if end < 0:
-        raise _Incomplete()
-    kind, line = buf[at : at + 1], buf[at + 1 : end]
-    at = end + 2
-    if kind == b"+":
-        return line.decode(), at
-    if kind == b"-":
-        return RedisError(line.decode(errors="replace")), at
-    if kind == b":":
-        return int(line), at
-    if kind == b"$":
-        n = int(line)
-        if n < 0:
-            return None, at
-        if len(buf) < at + n + 2:
-            raise _Incomplete()
-        return buf[at : at + n], at + n + 2
-    if kind == b"*":
-        n = int(line)
-        if n < 0:
-            return None, at
-        items = []
-        for _ in range(n):
-            item, at = _parse(buf, at)
-            items.append(item)
-        return items, at
-    raise RedisError(f"protocol error: unexpected reply type {kind!r}")
-
-
-def encode(args: tuple[Any, ...]) -> bytes:
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        if isinstance(arg, str):
-            arg = arg.encode()
-        elif isinstance(arg, int | float):
-            arg = str(arg).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
-    return b"".join(out)
+def _translate(failure: Failure) -> Failure:
+    """txredisapi's exceptions as ours: an error reply, or Redis not there."""
+    if failure.check(txredisapi.ResponseError):
+        return Failure(RedisError(str(failure.value)))
+    if failure.check(txredisapi.ConnectionError):
+        return Failure(RedisUnavailable("connection to Redis lost"))
+    if failure.check(txredisapi.RedisError):  # InvalidResponse, InvalidData
+        return Failure(RedisError(f"protocol error: {failure.value}"))
+    return failure
 
 
 def _name(failure: Failure) -> str:
     return failure.type.__name__ if failure.type is not None else "error"
 
 
-class RedisProtocol(Protocol):
-    """Pipelined commands; replies are matched to them in order."""
+class RedisProtocol(txredisapi.BaseRedisProtocol):  # type: ignore[misc]
+    """
+    txredisapi's RESP protocol, pipelined, with two changes for the client:
+
+      - Nothing happens on connect: the handshake is the client's, under its
+        timeout (txredisapi's own one reports a refused password to its
+        factory and keeps no timeout).
+      - Replies are values as Redis sent them: status lines as L{str},
+        integers as L{int}, bulk strings as L{bytes} (no decoding, no
+        guessing at numbers), nested arrays as lists; an error reply fails
+        its command with L{RedisError}.
+
+    A reply that completes a bulk string mid-read is parsed on in the same
+    call, not on a later reactor turn as txredisapi's line receiver does
+    (through the global reactor): replies stay in order with any reactor.
+    """
 
     def __init__(self) -> None:
-        self._buf = b""
-        self._waiting: deque[Deferred[Any]] = deque()
+        super().__init__(charset=None, convertNumbers=False)
+        #: Fires when the connection is lost, before what waited is failed.
         self.lost: Deferred[None] = Deferred()
+        self._rest = b""
+
+    def connectionMade(self) -> None:
+        self._ready = True
 
     def command(self, *args: Any) -> Deferred[Any]:
-        d: Deferred[Any] = Deferred()
-        self._waiting.append(d)
-        assert self.transport is not None
-        self.transport.write(encode(args))
-        return d
+        """Send one command; its reply, or L{RedisError}/L{RedisUnavailable}."""
+        try:
+            d: Deferred[Any] = self.execute_command(*args)
+        except txredisapi.ConnectionError:
+            return fail(RedisUnavailable("connection to Redis lost"))
+        return d.addErrback(_translate)
 
-    def dataReceived(self, data: bytes) -> None:
-        buf = self._buf + data
-        at = 0
-        while at < len(buf):
-            try:
-                value, at = _parse(buf, at)
-            except _Incomplete:
-                break
-            except (RedisError, ValueError) as e:
-                self._failAll(Failure(RedisError(f"protocol error: {e}")))
-                assert self.transport is not None
-                self.transport.loseConnection()
+    def setLineMode(self, extra: bytes | str = b"") -> None:
+        self.line_mode = 1
+        if extra:
+            self._rest = extra if isinstance(extra, bytes) else extra.encode()
+
+    def dataReceived(self, data: bytes, unpause: bool = False) -> None:
+        while True:
+            super().dataReceived(data)
+            data, self._rest = self._rest, b""
+            if not data or self.transport is None or self.transport.disconnecting:
                 return
-            if not self._waiting:
-                continue
-            d = self._waiting.popleft()
-            if isinstance(value, RedisError):
-                d.errback(value)
-            else:
-                d.callback(value)
-        self._buf = buf[at:]
-
-    def _failAll(self, failure: Failure) -> None:
-        waiting, self._waiting = self._waiting, deque()
-        for d in waiting:
-            d.errback(failure)
 
     def connectionLost(self, reason: Failure = Failure(Exception("lost"))) -> None:
         # Tell the client first: failing the waiters runs their callbacks at
         # once, and a callback that sends again must not find this protocol.
         self.lost.callback(None)
-        self._failAll(Failure(RedisUnavailable("connection to Redis lost")))
+        super().connectionLost(reason)
 
 
 class _RedisFactory(Factory):
@@ -155,6 +133,73 @@ class _RedisFactory(Factory):
 
     protocol = RedisProtocol
     noisy = False
+
+
+@attrs.frozen
+class RedisAddress:
+    """
+    Where Redis is and how to log in, from a URL.
+
+    @ivar tls: C{rediss://}: TLS, the server's certificate verified for C{host}.
+    @ivar username: an ACL user; L{None} for the default user.
+    """
+
+    host: str
+    port: int
+    db: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = attrs.field(default=None, repr=False)
+
+    @classmethod
+    def fromURL(cls, url: str) -> RedisAddress:
+        """
+        C{redis://[[user]:password@]host[:port][/db]}, or C{rediss://...} for TLS.
+
+        @raise ValueError: not such a URL (the message never holds the URL:
+            it may hold the password).
+        """
+        parsed = urlparse(url)
+        if parsed.scheme not in ("redis", "rediss"):
+            raise ValueError("expected a redis:// or rediss:// URL")
+        try:
+            port = parsed.port or 6379
+            db = int(parsed.path.lstrip("/") or 0)
+        except ValueError:
+            raise ValueError("expected redis[s]://host[:port][/db], a number for each") from None
+        password = unquote(parsed.password) if parsed.password is not None else None
+        username = unquote(parsed.username) if parsed.username else None
+        if password is None and username is not None:
+            raise ValueError("an ACL user needs its password: redis://user:password@host")
+        return cls(
+            host=parsed.hostname or "127.0.0.1",
+            port=port,
+            db=db,
+            tls=parsed.scheme == "rediss",
+            username=username,
+            password=password,
+        )
+
+    def __str__(self) -> str:
+        """C{host:port/db}, for logs and errors: never the password."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}/{self.db}"
+
+
+def trustRoot(caFile: str | None) -> Any:
+    """
+    What a C{rediss://} server's certificate is checked against: the CA
+    certificates in C{caFile} (PEM, one or more), else the system's trust.
+    """
+    if caFile is None:
+        return ssl.platformTrust()
+    with open(caFile, "rb") as f:
+        pem = f.read()
+    marker = b"-----END CERTIFICATE-----"
+    blocks = [block + marker for block in pem.split(marker) if b"-----BEGIN" in block]
+    if not blocks:
+        raise ValueError(f"no PEM certificate in {caFile}")
+    return ssl.trustRootFromCertificates([ssl.Certificate.loadPEM(b) for b in blocks])
 
 
 class RedisClient:
@@ -171,12 +216,15 @@ class RedisClient:
     An established connection that is lost is re-made at once (a server
     restart, an idle timeout); only when that fails is Redis down.
 
-    @param url: C{redis://[:password@]host[:port][/db]}.
+    @param url: C{redis://[[user]:password@]host[:port][/db]}, or
+        C{rediss://...} for TLS (see L{RedisAddress}).
     @param timeout: seconds a command, or a connection attempt (connect,
         C{AUTH}, C{SELECT} and a C{PING}), may take.
     @param retryPolicy: seconds to wait before the next attempt, given how
         many attempts in a row have failed (as for
         L{twisted.application.internet.ClientService}).
+    @param caFile: for C{rediss://}, the PEM file of the CA(s) that signed
+        the server's certificate; L{None} for the system's trust.
     """
 
     def __init__(
@@ -185,22 +233,19 @@ class RedisClient:
         url: str,
         timeout: float = 1.0,
         retryPolicy: Callable[[int], float] | None = None,
+        caFile: str | None = None,
     ) -> None:
-        parsed = urlparse(url)
-        if parsed.scheme != "redis":
-            raise ValueError("expected a redis:// URL")  # never the URL: it may hold the password
-        self.host = parsed.hostname or "127.0.0.1"
-        self.port = parsed.port or 6379
-        self.password = unquote(parsed.password) if parsed.password else None
-        self.db = int(parsed.path.lstrip("/") or 0)
+        where = RedisAddress.fromURL(url)
+        self.host, self.port, self.db = where.host, where.port, where.db
+        self.username, self.password = where.username, where.password
+        self.tls = where.tls
         self.timeout = timeout
-        host = f"[{self.host}]" if ":" in self.host else self.host
         #: Where Redis is, for logs and errors: C{host:port/db}, no password.
-        self.address = f"{host}:{self.port}/{self.db}"
+        self.address = str(where)
         #: Connection attempts made so far (each one a TCP connect).
         self.connectAttempts = 0
         self._clock: IReactorTime = reactor
-        self._endpoint = _endpoint(reactor, self.host, self.port, timeout)
+        self._endpoint = _endpoint(reactor, where, timeout, caFile)
         self._factory = _RedisFactory()
         self._retryPolicy = DEFAULT_RETRY if retryPolicy is None else retryPolicy
         self._proto: RedisProtocol | None = None
@@ -243,8 +288,13 @@ class RedisClient:
     async def _handshake(self) -> RedisProtocol:
         proto = cast(RedisProtocol, await self._endpoint.connect(self._factory))
         try:
-            if self.password:
-                await proto.command("AUTH", self.password)
+            if self.password is not None:
+                login = (self.username, self.password) if self.username else (self.password,)
+                try:
+                    await proto.command("AUTH", *login)
+                except RedisError as e:
+                    who = f"user {self.username!r}" if self.username else "the password"
+                    raise RedisError(f"authentication as {who} refused: {e}") from None
             if self.db:
                 await proto.command("SELECT", self.db)
             # Up means answering: a port that accepts and then says nothing
@@ -252,7 +302,7 @@ class RedisClient:
             await proto.command("PING")
         except BaseException:
             assert proto.transport is not None
-            proto.transport.abortConnection()  # type: ignore[attr-defined]
+            proto.transport.abortConnection()
             raise
         return proto
 
@@ -379,7 +429,7 @@ class RedisClient:
             if isinstance(result, Failure) and not result.check(RedisError, RedisUnavailable):
                 # A timeout leaves replies out of step: start afresh.
                 if used and used[0] is self._proto and used[0].transport is not None:
-                    used[0].transport.abortConnection()  # type: ignore[attr-defined]
+                    used[0].transport.abortConnection()
                 return Failure(RedisUnavailable(f"Redis {self.address}: {self._describe(result)}"))
             return result
 
@@ -415,13 +465,33 @@ class RedisClient:
             proto.transport.loseConnection()
 
 
-def _endpoint(reactor: Any, host: str, port: int, timeout: float) -> IStreamClientEndpoint:
-    """An IP address is connected to directly; only a name goes through the resolver."""
+def _endpoint(
+    reactor: Any, where: RedisAddress, timeout: float, caFile: str | None
+) -> IStreamClientEndpoint:
+    """
+    An IP address is connected to directly; only a name goes through the
+    resolver. With TLS the certificate must be valid for C{where.host} (a
+    name or an IP address) and signed by a trusted CA.
+    """
+    host, port = where.host, where.port
+    tcp: IStreamClientEndpoint
     if isIPAddress(host):
-        return TCP4ClientEndpoint(reactor, host, port, timeout=timeout)
-    if isIPv6Address(host):
-        return TCP6ClientEndpoint(reactor, host, port, timeout=timeout)
-    return HostnameEndpoint(reactor, host, port, timeout=timeout)
+        tcp = TCP4ClientEndpoint(reactor, host, port, timeout=timeout)
+    elif isIPv6Address(host):
+        tcp = TCP6ClientEndpoint(reactor, host, port, timeout=timeout)
+    else:
+        tcp = HostnameEndpoint(reactor, host, port, timeout=timeout)
+    if not where.tls:
+        return tcp
+    options = ssl.optionsForClientTLS(host, trustRoot=trustRoot(caFile))
+    return wrapClientTLS(options, tcp)
 
 
-__all__ = ["RedisClient", "RedisError", "RedisProtocol", "RedisUnavailable", "encode"]
+__all__ = [
+    "RedisAddress",
+    "RedisClient",
+    "RedisError",
+    "RedisProtocol",
+    "RedisUnavailable",
+    "trustRoot",
+]

@@ -1,8 +1,11 @@
 """
-The Redis client: the RESP parser at every split point, without sockets;
+The Redis client (txredisapi's protocol behind our adapter): replies parsed
+at every split point, without sockets;
 the connection's life through an outage (attempts on a backoff schedule,
 commands failing at once, one log line each way) on a memory reactor and
-clock; and the same against a real redis-server that is stopped and started.
+clock; and the same against a real redis-server: plain, with a password
+(right and wrong, the wrong one leaving no connection open), as an ACL user,
+over TLS with the certificate verified, stopped and started.
 """
 
 from __future__ import annotations
@@ -20,15 +23,18 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from codexgw.errors import StoreUnavailable
+from codexgw.state.ratelimit import Limits, RedisRateLimiter
 from codexgw.state.redis import (
     STABLE,
+    RedisAddress,
     RedisClient,
     RedisError,
     RedisProtocol,
     RedisUnavailable,
-    encode,
 )
-from tests.redis_server import RedisServer
+from codexgw.state.store import RedisStore
+from tests.redis_server import RedisServer, ThrowawayCA
 
 NAMESPACE = "codexgw.state.redis"
 PASSWORD = "s3cret-pw"
@@ -72,6 +78,15 @@ def everything(test: Any) -> list[str]:
     return seen
 
 
+def encode(args: tuple[Any, ...]) -> bytes:
+    """A command as RESP puts it (the reference, not the client's own encoder)."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg.encode() if isinstance(arg, str) else str(arg).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
 REPLIES = b"+OK\r\n:42\r\n$5\r\nhello\r\n$-1\r\n*3\r\n:1\r\n$3\r\nabc\r\n*1\r\n+x\r\n-ERR boom\r\n$0\r\n\r\n"
 EXPECTED: list[Any] = ["OK", 42, b"hello", None, [1, b"abc", ["x"]], RedisError("ERR boom"), b""]
 
@@ -105,7 +120,18 @@ class ParserTests(SynchronousTestCase):
         self.assertReplies(self.run_split([REPLIES[i : i + 1] for i in range(len(REPLIES))]))
 
     def test_commands_are_encoded_as_resp_arrays(self) -> None:
-        self.assertEqual(encode(("SET", "k", 5)), b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n5\r\n")
+        proto = RedisProtocol()
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        proto.command("SET", "k", 5)
+        self.assertEqual(transport.value(), b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n5\r\n")
+
+    def test_bulk_strings_stay_bytes_and_numbers_are_not_guessed(self) -> None:
+        proto = RedisProtocol()
+        proto.makeConnection(StringTransport())
+        got = [proto.command("GET", "k") for _ in range(2)]
+        proto.dataReceived(b"$2\r\n42\r\n$2\r\n\xff\xfe\r\n")
+        self.assertEqual([self.successResultOf(d) for d in got], [b"42", b"\xff\xfe"])
 
     def test_lost_connection_fails_what_was_waiting(self) -> None:
         proto = RedisProtocol()
@@ -118,6 +144,28 @@ class ParserTests(SynchronousTestCase):
         client = RedisClient(reactor, "redis://:s3cret-pw@127.0.0.1:6390/2")
         self.assertNotIn("s3cret", repr(client))
         self.assertEqual((client.port, client.db, client.password), (6390, 2, "s3cret-pw"))
+        self.assertNotIn("s3cret", repr(RedisAddress.fromURL("redis://u:s3cret-pw@h/1")))
+
+
+class URLTests(SynchronousTestCase):
+    def test_the_url_forms(self) -> None:
+        for url, want in [
+            ("redis://h", RedisAddress("h", 6379, 0)),
+            ("redis://h:7000/3", RedisAddress("h", 7000, 3)),
+            ("redis://:p%40ss@h/1", RedisAddress("h", 6379, 1, password="p@ss")),
+            ("redis://alice:pw@h", RedisAddress("h", 6379, 0, username="alice", password="pw")),
+            ("rediss://alice:pw@h:6380/2", RedisAddress("h", 6380, 2, True, "alice", "pw")),
+            ("redis://[::1]:7000", RedisAddress("::1", 7000, 0)),
+        ]:
+            self.assertEqual(RedisAddress.fromURL(url), want, url)
+            self.assertEqual(RedisAddress.fromURL(url).password, want.password, url)
+        self.assertEqual(str(RedisAddress.fromURL("rediss://u:pw@[::1]:7000/2")), "[::1]:7000/2")
+
+    def test_bad_urls_are_refused_without_echoing_them(self) -> None:
+        for url in ["http://:pw@h", "redis://h:port", "redis://h/db", "redis://user@h"]:
+            with self.assertRaises(ValueError) as caught:
+                RedisAddress.fromURL(url)
+            self.assertNotIn(url, str(caught.exception))
 
 
 class RealRedisTests(TestCase):
@@ -364,6 +412,33 @@ class OutageTests(SynchronousTestCase):
             self.assertNotIn(PASSWORD, text)
         self.assertTrue(transport.disconnecting, "a refused handshake drops the connection")
 
+    def test_an_acl_user_logs_in_with_its_name_and_password(self) -> None:
+        client = RedisClient(self.reactor, "redis://alice:pw@127.0.0.1:6390", 1.0, self.policy)
+        d = client.execute("GET", "k")
+        proto, transport = self.accept()
+        self.answer(
+            proto,
+            transport,
+            (("AUTH", "alice", "pw"), b"+OK\r\n"),
+            (("PING",), b"+PONG\r\n"),
+            (("GET", "k"), b"$1\r\nv\r\n"),
+        )
+        self.assertEqual(self.successResultOf(d), b"v")
+
+    def test_a_refused_password_closes_its_connection_and_says_why(self) -> None:
+        d = self.client.execute("GET", "k")
+        proto, transport = self.accept()
+        self.answer(
+            proto,
+            transport,
+            (("AUTH", PASSWORD), b"-WRONGPASS invalid username-password pair\r\n"),
+        )
+        error = str(self.failureResultOf(d, RedisUnavailable).value)
+        self.assertIn("authentication as the password refused: WRONGPASS invalid", error)
+        self.assertTrue(transport.disconnecting, "the refused connection is not kept")
+        self.assertEqual(transport.value(), b"", "nothing sent after the refusal")
+        self.assertEqual(self.changes, [False])
+
     def test_close_stops_reconnecting(self) -> None:
         first = self.client.execute("GET", "k")
         self.refuse()
@@ -422,3 +497,139 @@ class RealOutageTests(TestCase):
         self.assertIn(f"Redis 127.0.0.1:{server.port}/0 is back", lines[1][1])
         self.assertEqual(await client.execute("SET", "k", "w"), "OK")
         self.assertEqual(await client.execute("GET", "k"), b"w")
+
+
+class RealLoginTests(TestCase):
+    """Logging in to a real redis-server: a password, an ACL user, a wrong password."""
+
+    timeout = 60
+
+    def client(self, url: str, **kwargs: Any) -> RedisClient:
+        client = RedisClient(reactor, url, timeout=2, **kwargs)
+        self.addCleanup(client.close)
+        return client
+
+    async def test_the_right_password_logs_in_and_selects_the_db(self) -> None:
+        server = RedisServer(self, password=PASSWORD)
+        client = self.client(f"redis://:{PASSWORD}@127.0.0.1:{server.port}/3")
+        self.assertEqual(await client.execute("SET", "k", "v"), "OK")
+        self.assertIn(b" db=3 ", await client.execute("CLIENT", "INFO"))
+
+    async def test_an_acl_user_logs_in_as_itself(self) -> None:
+        server = RedisServer(self, password="default-pw", users=(("alice", "alice-pw"),))
+        client = self.client(f"redis://alice:alice-pw@127.0.0.1:{server.port}/0")
+        self.assertEqual(await client.execute("ACL", "WHOAMI"), b"alice")
+        # Alice's password is hers: as the default user's it is refused.
+        other = self.client(f"redis://:alice-pw@127.0.0.1:{server.port}/0")
+        with self.assertRaises(RedisUnavailable) as caught:
+            await other.execute("PING")
+        self.assertIn("WRONGPASS", str(caught.exception))
+
+    async def test_a_wrong_password_fails_clearly_logs_once_and_leaves_no_connection(
+        self,
+    ) -> None:
+        server = RedisServer(self, password=PASSWORD)
+        lines = clientLines(self)
+        seen = everything(self)
+        slow = backoffPolicy(initialDelay=30, factor=1.0, maxDelay=30, jitter=lambda: 0)
+        client = self.client(f"redis://:wrong-pw@127.0.0.1:{server.port}/0", retryPolicy=slow)
+        with self.assertRaises(RedisUnavailable) as caught:
+            await client.execute("PING")
+        error = str(caught.exception)
+        self.assertIn(f"cannot connect to Redis 127.0.0.1:{server.port}/0", error)
+        self.assertIn("authentication as the password refused: WRONGPASS", error)
+        for _ in range(20):
+            self.assertIn("WRONGPASS", str(self.failureResultOf(client.execute("GET", "k")).value))
+        self.assertEqual(client.connectAttempts, 1)
+        self.assertEqual([level for level, _ in lines], [LogLevel.warn], lines)
+        self.assertIn("WRONGPASS", lines[0][1])
+        self.assertTrue(await until(lambda: server.connectedClients() == 0), "no connection left")
+        for text in seen:
+            self.assertNotIn("wrong-pw", text)
+
+        # What the store and the limiter make of it: a 503, and the policy.
+        store = RedisStore(client, ttl=60, maxBytes=1024)
+        failure = self.failureResultOf(store.get("resp_1"), StoreUnavailable)
+        self.assertIn("WRONGPASS", str(failure.value))
+        limiter = RedisRateLimiter(client, reactor, "closed")
+        decision = await limiter.check("alice", Limits(requests_per_minute=1))
+        self.assertEqual((decision.allowed, decision.unavailable), (False, True))
+        self.assertEqual(server.connectedClients(), 0)
+
+    async def test_a_wrong_acl_password_leaves_no_connection_after_many_attempts(self) -> None:
+        server = RedisServer(self, users=(("alice", "alice-pw"),))
+        fast = backoffPolicy(initialDelay=0.01, factor=1.0, maxDelay=0.01, jitter=lambda: 0)
+        client = self.client(f"redis://alice:nope@127.0.0.1:{server.port}/0", retryPolicy=fast)
+        with self.assertRaises(RedisUnavailable):
+            await client.execute("PING")
+        self.assertTrue(await until(lambda: client.connectAttempts >= 20), "it keeps trying")
+        client.close()
+        self.assertTrue(await until(lambda: server.connectedClients() == 0), "none leaked")
+
+
+class RealTLSTests(TestCase):
+    """C{rediss://} to a redis-server listening with TLS only, its certificate from a throwaway CA."""
+
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.server = RedisServer(self, password=PASSWORD, users=(("alice", "alice-pw"),), tls=True)
+        assert self.server.ca is not None
+        self.caFile = self.server.ca.certFile
+
+    def client(self, url: str, **kwargs: Any) -> RedisClient:
+        client = RedisClient(reactor, url, timeout=2, **kwargs)
+        self.addCleanup(client.close)
+        return client
+
+    async def test_tls_with_the_certificate_verified_against_the_configured_ca(self) -> None:
+        client = self.client(
+            f"rediss://alice:alice-pw@127.0.0.1:{self.server.port}/0", caFile=self.caFile
+        )
+        self.assertEqual(await client.execute("SET", "k", "v"), "OK")
+        self.assertEqual(await client.execute("GET", "k"), b"v")
+        self.assertEqual(await client.execute("ACL", "WHOAMI"), b"alice")
+        # The name in the certificate counts as well as the address.
+        byName = self.client(
+            f"rediss://:{PASSWORD}@localhost:{self.server.port}/0", caFile=self.caFile
+        )
+        self.assertEqual(await byName.execute("GET", "k"), b"v")
+
+    async def test_a_certificate_from_another_ca_is_refused(self) -> None:
+        other = ThrowawayCA(self.mktemp(), "some other CA")
+        lines = clientLines(self)
+        client = self.client(
+            f"rediss://:{PASSWORD}@127.0.0.1:{self.server.port}/0", caFile=other.certFile
+        )
+        with self.assertRaises(RedisUnavailable) as caught:
+            await client.execute("PING")
+        self.assertIn("cannot connect to Redis", str(caught.exception))
+        self.assertEqual(len(lines), 1, lines)
+        self.assertNotIn(PASSWORD, lines[0][1])
+
+    async def test_the_system_trust_does_not_know_a_throwaway_ca(self) -> None:
+        client = self.client(f"rediss://:{PASSWORD}@127.0.0.1:{self.server.port}/0")
+        with self.assertRaises(RedisUnavailable):
+            await client.execute("PING")
+
+    async def test_plain_redis_to_a_tls_port_is_unavailable_not_a_hang(self) -> None:
+        client = self.client(f"redis://:{PASSWORD}@127.0.0.1:{self.server.port}/0")
+        with self.assertRaises(RedisUnavailable):
+            await client.execute("PING")
+
+    async def test_reconnects_over_tls_after_the_server_restarts(self) -> None:
+        client = self.client(
+            f"rediss://:{PASSWORD}@127.0.0.1:{self.server.port}/0", caFile=self.caFile
+        )
+        self.assertEqual(await client.execute("SET", "k", "v"), "OK")
+        self.server.restart()
+        # The first command may find the old connection dead; a later one reconnects.
+        for _ in range(100):
+            try:
+                self.assertEqual(await client.execute("PING"), "PONG")
+                break
+            except RedisUnavailable:
+                await pause(0.05)
+        else:
+            self.fail("no PONG over TLS after the restart")
+        self.assertEqual(await client.execute("GET", "k"), None, "a new, empty server")
