@@ -1,12 +1,15 @@
 """
 The reference docs against the code they describe: routes (docs/api.md),
 config keys, defaults and environment variables (docs/configuration.md),
-metrics (docs/operations.md). A failure names what is missing or stale and
-where, so the fix is an edit to the docs (or to the code that drifted).
+metrics (docs/operations.md), packages and layering contracts
+(docs/architecture.md), the embedding examples (docs/embedding.md). A failure
+names what is missing or stale and where, so the fix is an edit to the docs
+(or to the code that drifted).
 """
 
 from __future__ import annotations
 
+import configparser
 import os
 import re
 from typing import Any
@@ -268,4 +271,135 @@ class OperationsDocTests(SynchronousTestCase):
             [],
             "docs/operations.md does not explain these metrics (add them to the metrics "
             "table, in backticks): " + ", ".join(missing),
+        )
+
+
+# A package as the architecture page names it: `codexgw/http/`, in backticks,
+# ending in a slash (`codexgw/dialects/<name>/` is a placeholder, not a name).
+PACKAGE_REF = re.compile(r"`(codexgw(?:/[a-z_]+)+)/`")
+# A module file it names: `codexgw/dialects/chat/errors.py`.
+MODULE_REF = re.compile(r"`(codexgw(?:/[a-z_]+)+\.py)`")
+# A contract in the layering section: "- **name**: what it means".
+CONTRACT_ITEM = re.compile(r"^- \*\*(.+?)\*\*", re.MULTILINE)
+
+
+def packages() -> set[str]:
+    """Every package of codexgw but the top one, as C{codexgw/a/b}."""
+    out = set()
+    for directory, _, files in os.walk(SOURCE):
+        if "__init__.py" in files and directory != SOURCE:
+            out.add("codexgw/" + os.path.relpath(directory, SOURCE).replace(os.sep, "/"))
+    return out
+
+
+def contracts() -> list[str]:
+    """The names of setup.cfg's import-linter contracts, in file order."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(os.path.join(ROOT, "setup.cfg"), encoding="utf-8")
+    return [
+        " ".join(parser[s]["name"].split())
+        for s in parser.sections()
+        if s.startswith("importlinter:contract:")
+    ]
+
+
+def section(text: str, heading: str) -> str:
+    """A page's C{## heading} section, up to the next C{## } heading."""
+    m = re.search(rf"^## {re.escape(heading)}\s*$(.*?)(?=^## |\Z)", text, re.MULTILINE | re.DOTALL)
+    return m.group(1) if m else ""
+
+
+class ArchitectureDocTests(SynchronousTestCase):
+    """
+    docs/architecture.md names every package that exists, and none that does
+    not, and every layering contract setup.cfg declares.
+    """
+
+    def setUp(self) -> None:
+        self.text = read("architecture.md")
+        # Markdown wraps lines anywhere; names are compared with spaces collapsed.
+        self.flat = " ".join(self.text.split())
+
+    def test_packages(self) -> None:
+        """The package table of a real tree finds its packages (the check below can fail)."""
+        self.assertTrue({"codexgw/http", "codexgw/dialects/chat"} <= packages())
+
+    def test_every_package_is_in_the_package_table(self) -> None:
+        table = set(PACKAGE_REF.findall(section(self.text, "The packages")))
+        missing = sorted(packages() - table)
+        self.assertEqual(
+            missing,
+            [],
+            "docs/architecture.md's package table (## The packages) lacks a row for these "
+            "packages; add '| `PACKAGE/` | its one role |': " + ", ".join(missing),
+        )
+
+    def test_every_package_named_exists(self) -> None:
+        stale = sorted(set(PACKAGE_REF.findall(self.text)) - packages())
+        self.assertEqual(
+            stale,
+            [],
+            "docs/architecture.md names packages codexgw does not have (renamed or removed?): "
+            + ", ".join(stale),
+        )
+
+    def test_every_module_named_exists(self) -> None:
+        root = os.path.dirname(SOURCE)
+        stale = sorted(
+            m
+            for m in set(MODULE_REF.findall(self.text))
+            if not os.path.isfile(os.path.join(root, m))
+        )
+        self.assertEqual(
+            stale,
+            [],
+            "docs/architecture.md names modules that do not exist (renamed or removed?): "
+            + ", ".join(stale),
+        )
+
+    def test_every_contract_is_explained(self) -> None:
+        names = contracts()
+        self.assertNotEqual(names, [], "setup.cfg declares no import-linter contracts")
+        missing = [n for n in names if n not in self.flat]
+        self.assertEqual(
+            missing,
+            [],
+            "docs/architecture.md does not explain these import-linter contracts of setup.cfg "
+            "(add '- **NAME**: what it keeps apart' under ## The layering contracts): "
+            + "; ".join(missing),
+        )
+
+    def test_every_contract_explained_is_declared(self) -> None:
+        items = CONTRACT_ITEM.findall(section(self.text, "The layering contracts"))
+        stale = [" ".join(i.split()) for i in items if " ".join(i.split()) not in contracts()]
+        self.assertEqual(
+            stale,
+            [],
+            "docs/architecture.md explains contracts setup.cfg does not declare "
+            "(renamed or removed?): " + "; ".join(stale),
+        )
+
+
+class EmbeddingDocTests(SynchronousTestCase):
+    """docs/embedding.md links every example, and every example it links exists."""
+
+    def test_examples_are_linked(self) -> None:
+        text = read("embedding.md")
+        linked = set(re.findall(r"\]\(examples/([^)]+)\)", text))
+        present = {
+            f for f in os.listdir(os.path.join(DOCS, "examples")) if not f.startswith(("_", "."))
+        }
+        self.assertEqual(
+            (sorted(present - linked), sorted(linked - present)),
+            ([], []),
+            "docs/embedding.md: (examples not linked, links to examples that do not exist)",
+        )
+
+    def test_exported_names_are_documented(self) -> None:
+        text = read("embedding.md")
+        missing = [n for n in codexgw.__all__ if n != "__version__" and f"`{n}" not in text]
+        self.assertEqual(
+            missing,
+            [],
+            "docs/embedding.md does not describe these codexgw exports: " + ", ".join(missing),
         )
