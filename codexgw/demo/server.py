@@ -3,10 +3,11 @@
 The built-in offline demo model as a standalone Chat Completions server.
 
 The gateway starts the demo itself, a child service on a private loopback
-port (see L{codexgw.demo.model.DemoService}). This module serves the same resource on an endpoint of
-your choosing, so that a deployment can be tried end to end with the
-gateway reaching a separate upstream over the network, as it would a real
-provider (C{docker-compose.yml} runs it as C{fake-upstream})::
+port (see L{codexgw.demo.model.DemoService}). This module serves the same
+resource on an endpoint of your choosing, so that a deployment can be tried
+end to end with the gateway reaching a separate upstream over the network,
+as it would a real provider (C{docker-compose.yml} runs it as
+C{fake-upstream})::
 
     python -m codexgw.demo.server --listen tcp:9000:interface=0.0.0.0
 
