@@ -192,6 +192,9 @@ class RedisConfig:
 
     url: str = attrs.field(default="redis://127.0.0.1:6379/0", repr=False)
     timeout: float = 1.0
+    #: For C{rediss://}: the CA file the server's certificate is checked
+    #: against; L{None} for the system's trust.
+    ca_file: str | None = None
 
 
 @attrs.frozen
@@ -1002,9 +1005,16 @@ def parse(data: Any, source: str, environ: Mapping[str, str] | None = None) -> C
     if rawRedis:
         r.unknown(rawRedis, "redis.", "redis")
         url = r.get(rawRedis, "url", "redis.", r.string, RedisConfig().url)
-        if not url.startswith("redis://"):
-            r.problem("redis.url", "expected redis://[:password@]host[:port][/db]")
-        redis = RedisConfig(url=url, timeout=r.get(rawRedis, "timeout", "redis.", r.number, 1.0))
+        if not url.startswith(("redis://", "rediss://")):
+            r.problem("redis.url", "expected redis[s]://[[user]:password@]host[:port][/db]")
+        caFile = r.get(rawRedis, "ca_file", "redis.", r.string, "") or None
+        if caFile is not None and not url.startswith("rediss://"):
+            r.problem("redis.ca_file", "is for TLS: the url must be rediss://")
+        elif caFile is not None and not os.path.isfile(caFile):
+            r.problem("redis.ca_file", f"no such file: {caFile}")
+        redis = RedisConfig(
+            url=url, timeout=r.get(rawRedis, "timeout", "redis.", r.number, 1.0), ca_file=caFile
+        )
     if limits.backend == "redis" and redis is None:
         r.problem("rate_limits.backend", "redis needs a redis: block with its url")
     store = StoreConfig()

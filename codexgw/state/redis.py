@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote, urlparse
 
 import attrs
@@ -38,6 +38,9 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClien
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+
+if TYPE_CHECKING:
+    from codexgw.config import RedisConfig
 
 log = Logger()
 
@@ -259,6 +262,11 @@ class RedisClient:
         self._observers: list[Callable[[bool], object]] = []
         self._closed = False
         self._scripts: dict[str, str] = {}
+
+    @classmethod
+    def fromConfig(cls, reactor: Any, config: RedisConfig) -> RedisClient:
+        """The client for a C{redis:} config block."""
+        return cls(reactor, config.url, config.timeout, caFile=config.ca_file)
 
     def __repr__(self) -> str:  # never the password
         return f"<RedisClient {self.address}>"

@@ -23,6 +23,7 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from codexgw.config import ConfigError, parse
 from codexgw.errors import StoreUnavailable
 from codexgw.state.ratelimit import Limits, RedisRateLimiter
 from codexgw.state.redis import (
@@ -145,6 +146,28 @@ class ParserTests(SynchronousTestCase):
         self.assertNotIn("s3cret", repr(client))
         self.assertEqual((client.port, client.db, client.password), (6390, 2, "s3cret-pw"))
         self.assertNotIn("s3cret", repr(RedisAddress.fromURL("redis://u:s3cret-pw@h/1")))
+
+
+class ConfigTests(SynchronousTestCase):
+    def problems(self, redis: dict[str, Any]) -> str:
+        with self.assertRaises(ConfigError) as caught:
+            parse({"redis": redis}, "t.yaml", {})
+        return str(caught.exception)
+
+    def test_rediss_and_acl_urls_are_accepted(self) -> None:
+        config = parse({"redis": {"url": "rediss://u:pw@h:6380/2"}}, "t.yaml", {})
+        assert config.redis is not None
+        self.assertEqual((config.redis.url, config.redis.ca_file), ("rediss://u:pw@h:6380/2", None))
+
+    def test_a_ca_file_needs_rediss_and_must_exist(self) -> None:
+        self.assertIn(
+            "redis.ca_file: is for TLS", self.problems({"url": "redis://h", "ca_file": __file__})
+        )
+        missing = self.problems({"url": "rediss://h", "ca_file": "/nonexistent/ca.pem"})
+        self.assertIn("redis.ca_file: no such file", missing)
+
+    def test_other_schemes_are_refused(self) -> None:
+        self.assertIn("redis.url: expected redis[s]://", self.problems({"url": "http://h"}))
 
 
 class URLTests(SynchronousTestCase):
@@ -616,6 +639,19 @@ class RealTLSTests(TestCase):
         client = self.client(f"redis://:{PASSWORD}@127.0.0.1:{self.server.port}/0")
         with self.assertRaises(RedisUnavailable):
             await client.execute("PING")
+
+    async def test_a_config_with_rediss_and_its_ca_file_connects(self) -> None:
+        url = f"rediss://alice:${{ALICE_PW}}@localhost:{self.server.port}/1"
+        config = parse(
+            {"redis": {"url": url, "ca_file": self.caFile, "timeout": 2}},
+            "t.yaml",
+            {"ALICE_PW": "alice-pw"},
+        )
+        assert config.redis is not None
+        client = RedisClient.fromConfig(reactor, config.redis)
+        self.addCleanup(client.close)
+        self.assertEqual(await client.execute("ACL", "WHOAMI"), b"alice")
+        self.assertEqual((client.db, client.timeout), (1, 2))
 
     async def test_reconnects_over_tls_after_the_server_restarts(self) -> None:
         client = self.client(
