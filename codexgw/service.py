@@ -112,9 +112,7 @@ class Gateway:
             maxLine=config.max_sse_line_bytes,
         )
         self.auth = Authenticator(config.keys, config.auth_enabled)
-        self.redis = (
-            RedisClient(reactor, config.redis.url, config.redis.timeout) if config.redis else None
-        )
+        self.redis = RedisClient.fromConfig(reactor, config.redis) if config.redis else None
         self.limiter: IRateLimiter
         if config.rate_limits.backend == "redis":
             assert self.redis is not None
