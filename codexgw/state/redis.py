@@ -63,17 +63,6 @@ class RedisUnavailable(Exception):
     """Redis could not be reached, or did not answer in time."""
 
 
-def _translate(failure: Failure) -> Failure:
-    """txredisapi's exceptions as ours: an error reply, or Redis not there."""
-    if failure.check(txredisapi.ResponseError):
-        return Failure(RedisError(str(failure.value)))
-    if failure.check(txredisapi.ConnectionError):
-        return Failure(RedisUnavailable("connection to Redis lost"))
-    if failure.check(txredisapi.RedisError):  # InvalidResponse, InvalidData
-        return Failure(RedisError(f"protocol error: {failure.value}"))
-    return failure
-
-
 def _name(failure: Failure) -> str:
     return failure.type.__name__ if failure.type is not None else "error"
 
@@ -100,6 +89,7 @@ class RedisProtocol(txredisapi.BaseRedisProtocol):  # type: ignore[misc]
         #: Fires when the connection is lost, before what waited is failed.
         self.lost: Deferred[None] = Deferred()
         self._rest = b""
+        self._why = "connection to Redis lost"
 
     def connectionMade(self) -> None:
         self._ready = True
@@ -109,8 +99,18 @@ class RedisProtocol(txredisapi.BaseRedisProtocol):  # type: ignore[misc]
         try:
             d: Deferred[Any] = self.execute_command(*args)
         except txredisapi.ConnectionError:
-            return fail(RedisUnavailable("connection to Redis lost"))
-        return d.addErrback(_translate)
+            return fail(RedisUnavailable(self._why))
+        return d.addErrback(self._translate)
+
+    def _translate(self, failure: Failure) -> Failure:
+        """txredisapi's exceptions as ours: an error reply, or Redis not there."""
+        if failure.check(txredisapi.ResponseError):
+            return Failure(RedisError(str(failure.value)))
+        if failure.check(txredisapi.ConnectionError):
+            return Failure(RedisUnavailable(self._why))
+        if failure.check(txredisapi.RedisError):  # InvalidResponse, InvalidData
+            return Failure(RedisError(f"protocol error: {failure.value}"))
+        return failure
 
     def setLineMode(self, extra: bytes | str = b"") -> None:
         self.line_mode = 1
@@ -127,6 +127,10 @@ class RedisProtocol(txredisapi.BaseRedisProtocol):  # type: ignore[misc]
     def connectionLost(self, reason: Failure = Failure(Exception("lost"))) -> None:
         # Tell the client first: failing the waiters runs their callbacks at
         # once, and a callback that sends again must not find this protocol.
+        # Why it went is kept for what it fails: a refused TLS certificate
+        # shows only here, as the handshake runs under the first command.
+        if not reason.check(error.ConnectionDone):
+            self._why = f"connection to Redis lost ({_name(reason)}: {reason.value})"
         self.lost.callback(None)
         super().connectionLost(reason)
 
@@ -301,7 +305,7 @@ class RedisClient:
                 try:
                     await proto.command("AUTH", *login)
                 except RedisError as e:
-                    who = f"user {self.username!r}" if self.username else "the password"
+                    who = f"ACL user {self.username!r}" if self.username else "the default user"
                     raise RedisError(f"authentication as {who} refused: {e}") from None
             if self.db:
                 await proto.command("SELECT", self.db)

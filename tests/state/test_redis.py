@@ -457,7 +457,7 @@ class OutageTests(SynchronousTestCase):
             (("AUTH", PASSWORD), b"-WRONGPASS invalid username-password pair\r\n"),
         )
         error = str(self.failureResultOf(d, RedisUnavailable).value)
-        self.assertIn("authentication as the password refused: WRONGPASS invalid", error)
+        self.assertIn("authentication as the default user refused: WRONGPASS invalid", error)
         self.assertTrue(transport.disconnecting, "the refused connection is not kept")
         self.assertEqual(transport.value(), b"", "nothing sent after the refusal")
         self.assertEqual(self.changes, [False])
@@ -560,7 +560,7 @@ class RealLoginTests(TestCase):
             await client.execute("PING")
         error = str(caught.exception)
         self.assertIn(f"cannot connect to Redis 127.0.0.1:{server.port}/0", error)
-        self.assertIn("authentication as the password refused: WRONGPASS", error)
+        self.assertIn("authentication as the default user refused: WRONGPASS", error)
         for _ in range(20):
             self.assertIn("WRONGPASS", str(self.failureResultOf(client.execute("GET", "k")).value))
         self.assertEqual(client.connectAttempts, 1)
@@ -578,6 +578,24 @@ class RealLoginTests(TestCase):
         decision = await limiter.check("alice", Limits(requests_per_minute=1))
         self.assertEqual((decision.allowed, decision.unavailable), (False, True))
         self.assertEqual(server.connectedClients(), 0)
+
+    async def test_no_password_for_a_server_that_wants_one_says_so(self) -> None:
+        server = RedisServer(self, password=PASSWORD)
+        client = self.client(server.url)
+        with self.assertRaises(RedisUnavailable) as caught:
+            await client.execute("PING")
+        self.assertIn("NOAUTH", str(caught.exception))
+        self.assertTrue(await until(lambda: server.connectedClients() == 0), "no connection left")
+
+    async def test_a_wrong_acl_password_is_refused_as_that_user(self) -> None:
+        server = RedisServer(self, users=(("alice", "alice-pw"),))
+        client = self.client(f"redis://alice:nope@127.0.0.1:{server.port}/0")
+        with self.assertRaises(RedisUnavailable) as caught:
+            await client.execute("PING")
+        self.assertIn(
+            "authentication as ACL user 'alice' refused: WRONGPASS", str(caught.exception)
+        )
+        self.assertNotIn("nope", str(caught.exception))
 
     async def test_a_wrong_acl_password_leaves_no_connection_after_many_attempts(self) -> None:
         server = RedisServer(self, users=(("alice", "alice-pw"),))
@@ -627,6 +645,7 @@ class RealTLSTests(TestCase):
         with self.assertRaises(RedisUnavailable) as caught:
             await client.execute("PING")
         self.assertIn("cannot connect to Redis", str(caught.exception))
+        self.assertIn("certificate verify failed", str(caught.exception))
         self.assertEqual(len(lines), 1, lines)
         self.assertNotIn(PASSWORD, lines[0][1])
 
