@@ -52,14 +52,7 @@ class GatewayError(Exception):
         self.headers = headers or {}
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
+        return errorObject(self.message, self.type, self.code, self.param)
 
 
 class InvalidRequest(GatewayError):
@@ -228,6 +221,13 @@ def error_body(error: GatewayError) -> bytes:
     return orjson.dumps(error.to_dict())
 
 
-def json_error(message: str, type: str, code: str | None = None, param: str | None = None) -> bytes:
-    """An OpenAI-shaped error body for callers that have no exception at hand."""
-    return orjson.dumps({"error": {"message": message, "type": type, "param": param, "code": code}})
+def errorObject(
+    message: str, type: str, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
+    """
+    OpenAI's error shape, C{{"error": {message, type, param, code}}}: the one
+    place it is built, for error answers, the error event that ends a relayed
+    Chat stream, a bridged Chat stream's error chunk and a whole answer that
+    failed.
+    """
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}

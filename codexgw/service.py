@@ -11,9 +11,9 @@ wires them together.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-import orjson
 from twisted.application import strports
 from twisted.application.internet import TimerService
 from twisted.application.service import IService, MultiService, Service
@@ -22,24 +22,26 @@ from twisted.logger import Logger
 from twisted.web.resource import IResource
 
 from codexgw.config import Config
-from codexgw.config.keys import ApiKey
 from codexgw.demo.model import DemoService
 from codexgw.http.auth import Authenticator
 from codexgw.http.bridge import Bridge
 from codexgw.http.cors import CORSResource
+from codexgw.http.dispatch import Dispatcher
 from codexgw.http.exchange import Proxy
+from codexgw.http.limits import RequestLimits
 from codexgw.http.reverse import ReverseBridge
-from codexgw.http.routes import GatewayApp
+from codexgw.http.routes import GatewayApp, Status
 from codexgw.http.site import GatewaySite, Redacting, connectionCap, openFileLimit
 from codexgw.obs.logs import redactConfigured
 from codexgw.obs.metrics import GatewayMetrics
 from codexgw.obs.redaction import Redactor, configSecrets
-from codexgw.state.ratelimit import IRateLimiter, Limits, MemoryRateLimiter, RedisRateLimiter
+from codexgw.state.lazy import LazyStore
+from codexgw.state.ratelimit import IRateLimiter, MemoryRateLimiter, RedisRateLimiter
 from codexgw.state.redis import RedisClient
 from codexgw.state.store import IResponseStore, RedisStore, SQLiteStore
 from codexgw.stream.relay import SHUTDOWN
 from codexgw.upstream.client import Upstream, makePool
-from codexgw.upstream.failover import CircuitBreaker, firstAnswer
+from codexgw.upstream.failover import CircuitBreaker
 from codexgw.upstream.health import HealthChecker
 from codexgw.upstream.models import ModelCatalog
 from codexgw.upstream.profiles import buildProfiles, dialectFor
@@ -56,6 +58,8 @@ class Gateway:
     @param agent: the C{IAgent} upstream requests go through; a pooled
         L{twisted.web.client.Agent} per upstream when L{None} (tests pass a
         fake to run without sockets).
+    @param store: the response store to use instead of the configured one
+        (a host's own, or a test's).
     @ivar resource: the root L{IResource} serving every route.
     @ivar draining: set by shutdown; readiness then answers 503.
     """
@@ -66,6 +70,7 @@ class Gateway:
         reactor: Any = None,
         metrics: GatewayMetrics | None = None,
         agent: Any = None,
+        store: IResponseStore | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as globalReactor
@@ -74,7 +79,6 @@ class Gateway:
         self.config = config
         self.clock = reactor
         self.reactor = reactor
-        self.draining = False
         self.metrics = metrics or GatewayMetrics()
         self.pool = makePool(reactor)
         self.upstreams: dict[str, Upstream] = {}
@@ -104,13 +108,6 @@ class Gateway:
         self.catalog = ModelCatalog(
             reactor, self.upstreams, self.router.aliases(), config.models_cache_ttl
         )
-        self.proxy = Proxy(
-            reactor,
-            self.metrics,
-            maxBody=config.max_body_bytes,
-            heartbeat=config.heartbeat_interval,
-            maxLine=config.max_sse_line_bytes,
-        )
         self.auth = Authenticator(config.keys, config.auth_enabled)
         self.redis = RedisClient.fromConfig(reactor, config.redis) if config.redis else None
         self.limiter: IRateLimiter
@@ -123,8 +120,19 @@ class Gateway:
             self.limiter = MemoryRateLimiter(reactor)
             # In-process limits cannot be unreachable; 0 would page someone.
             self.metrics.ratelimit_backend_up.set(1)
-        self.proxy.onTokens = self._tokensUsed
-        self._store: IResponseStore | None = None
+        self.limits = RequestLimits(self.limiter, config.rate_limits, self.metrics)
+        self.proxy = Proxy(
+            reactor,
+            self.metrics,
+            maxBody=config.max_body_bytes,
+            heartbeat=config.heartbeat_interval,
+            maxLine=config.max_sse_line_bytes,
+            recordTokens=self.limits.record,
+        )
+        self.dispatcher = Dispatcher(self.breakers, self.metrics, self.proxy)
+        self.store: IResponseStore | None = store
+        if store is None and config.store.backend in ("sqlite", "redis"):
+            self.store = LazyStore(self._openStore)
         if config.auth_implicitly_off:
             log.warn(
                 "no auth configured: anyone who can reach {listen} may use the upstreams "
@@ -133,9 +141,32 @@ class Gateway:
             )
         elif not config.auth_enabled:
             log.warn("auth is switched off (auth.enabled: false): every request is served")
-        self.bridge = Bridge(self, dialectFor, config.heartbeat_interval, config.max_sse_line_bytes)
-        self.reverse = ReverseBridge(self)
-        self.app = GatewayApp(self)
+        self.bridge = Bridge(
+            exchanges=self.proxy,
+            dispatcher=self.dispatcher,
+            store=self.store,
+            metrics=self.metrics,
+            clock=reactor,
+            dialectFor=dialectFor,
+            heartbeat=config.heartbeat_interval,
+            maxLine=config.max_sse_line_bytes,
+            sealKey=_sealKey(config),
+        )
+        self.reverse = ReverseBridge(exchanges=self.proxy, dispatcher=self.dispatcher)
+        self.app = GatewayApp(
+            exchanges=self.proxy,
+            auth=self.auth,
+            router=self.router,
+            limits=self.limits,
+            dispatcher=self.dispatcher,
+            store=self.store,
+            bridge=self.bridge,
+            reverse=self.reverse,
+            catalog=self.catalog,
+            status=Status(config, self.upstreams, self.health, reactor),
+            metrics=self.metrics,
+            storedRelay=_storedRelay(config, self.upstreams),
+        )
         resource: IResource = self.app.app.resource()
         if config.cors.allowed_origins:
             resource = CORSResource(resource, config.cors)
@@ -173,76 +204,26 @@ class Gateway:
             maxConnections=cap,
         )
 
-    @staticmethod
-    def dumps(value: Any) -> bytes:
-        return orjson.dumps(value)
-
     def _demoBound(self, url: str) -> None:
         for upstream in self._demos:
             upstream.rebind(url)
 
     @property
-    def store(self) -> IResponseStore | None:
-        """The response store, opened on first use (no file until needed)."""
-        if self._store is None:
-            sc = self.config.store
-            if sc.backend == "sqlite":
-                self._store = SQLiteStore(self.reactor, sc.path, sc.ttl, sc.max_entry_bytes)
-            elif sc.backend == "redis":
-                assert self.redis is not None
-                self._store = RedisStore(self.redis, sc.ttl, sc.max_entry_bytes)
-        return self._store
+    def draining(self) -> bool:
+        """Set by shutdown: readiness then answers 503 and new requests are refused."""
+        return self.proxy.draining
 
-    def limitsFor(self, key: ApiKey) -> Limits:
-        """A key's own limits, else the configured defaults."""
-        defaults = self.config.rate_limits
-        return Limits(
-            key.limits.requests_per_minute or defaults.requests_per_minute,
-            key.limits.tokens_per_minute or defaults.tokens_per_minute,
-        )
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        self.proxy.draining = value
 
-    def _tokensUsed(self, ex: Any, tokens: int) -> None:
-        if ex.limits is not None and ex.limits.tokens_per_minute is not None:
-            self.limiter.record(ex.key, ex.limits, tokens)
-
-    def responsesUpstream(self) -> Upstream | None:
-        """Where stored responses live: the default upstream if it speaks
-        Responses, else the first that does."""
-        default = self.upstreams[self.config.default_upstream]
-        if default.config.wire_api == "responses":
-            return default
-        for upstream in self.upstreams.values():
-            if upstream.config.wire_api == "responses":
-                return upstream
-        return None
-
-    async def firstAnswer(self, call: Any, send: Any) -> tuple[Upstream, Any]:
-        """
-        The first answer among a call's candidate upstreams worth relaying
-        (see L{codexgw.upstream.failover.firstAnswer}), with latency and failover
-        accounting on the call's exchange.
-        """
-        ex = call.ex
-
-        def attempt(upstream: Upstream) -> Any:
-            ex.upstream = upstream.name
-            self.proxy.sending(ex)
-            return send(upstream)
-
-        def failedOver(upstream: Upstream, reason: str) -> None:
-            self.metrics.failovers.labels(upstream.name, reason).inc()
-            log.warn(
-                "upstream {upstream} failed ({reason}); trying the next for {model} "
-                "request_id={request_id}",
-                upstream=upstream.name,
-                reason=reason,
-                model=call.model,
-                request_id=ex.request_id,
-            )
-
-        upstream, response = await firstAnswer(call.candidates, self.breakers, attempt, failedOver)
-        ex.upstream = upstream.name
-        return upstream, response
+    def _openStore(self) -> IResponseStore:
+        """The configured response store (opened on first use: no file until needed)."""
+        sc = self.config.store
+        if sc.backend == "redis":
+            assert self.redis is not None
+            return RedisStore(self.redis, sc.ttl, sc.max_entry_bytes)
+        return SQLiteStore(self.reactor, sc.path, sc.ttl, sc.max_entry_bytes)
 
     def _circuitChanged(self, name: str) -> Any:
         gauge = self.metrics.circuit_state.labels(name)
@@ -301,13 +282,38 @@ class Gateway:
         self._endAll()
         self.health.stop()
         waits: list[Deferred[Any]] = [self.pool.closeCachedConnections()]
-        if self._store is not None:
-            waits.append(self._store.close())
+        if self.store is not None:
+            waits.append(self.store.close())
         if self.redis is not None:
             self.redis.close()
         if self.demo is not None and self.demo.running:
             waits.append(self.demo.stopService())
         return DeferredList(waits, consumeErrors=True).addCallback(lambda _: None)
+
+
+def _storedRelay(config: Config, upstreams: dict[str, Upstream]) -> Upstream | None:
+    """Where stored responses live: the default upstream if it speaks
+    Responses, else the first that does."""
+    default = upstreams[config.default_upstream]
+    if default.config.wire_api == "responses":
+        return default
+    for upstream in upstreams.values():
+        if upstream.config.wire_api == "responses":
+            return upstream
+    return None
+
+
+def _sealKey(config: Config) -> bytes:
+    """
+    The key tokens handed to clients are sealed with (reasoning carried in
+    C{encrypted_content}): C{server.seal_key}, shared by replicas, or a
+    random one for this process, so a client can never hand back text the
+    model did not write.
+    """
+    configured = getattr(config, "seal_key", None)
+    if configured:
+        return str(configured).encode("utf-8")
+    return os.urandom(32)
 
 
 class GatewayService(MultiService):

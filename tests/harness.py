@@ -101,11 +101,11 @@ class ClientConnection:
 class Harness:
     """A gateway on a memory reactor with a fake upstream agent."""
 
-    def __init__(self, config: Config | None = None) -> None:
+    def __init__(self, config: Config | None = None, store: Any = None) -> None:
         self.reactor = MemoryReactorClock()
         self.agent = FakeAgent()
         self.config = config or makeConfig()
-        self.gateway = Gateway(self.config, self.reactor, agent=self.agent)
+        self.gateway = Gateway(self.config, self.reactor, agent=self.agent, store=store)
         self.site = self.gateway.makeSite(self.reactor)
 
     def connect(self) -> ClientConnection:

@@ -10,6 +10,7 @@ the same steps serve pass-through and bridged routes alike.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -19,6 +20,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.web.server import Request
+from zope.interface import implementer
 
 from codexgw.errors import (
     GatewayError,
@@ -31,15 +33,9 @@ from codexgw.errors import (
 from codexgw.http.site import STANDARD_HEADERS
 from codexgw.obs.logs import logAccess
 from codexgw.obs.metrics import GatewayMetrics
-from codexgw.stream.relay import (
-    _MESSAGES,
-    BAD_STREAM,
-    CLIENT_GONE,
-    COMPLETE,
-    EventRelay,
-    PassThroughRelay,
-    _Relay,
-)
+from codexgw.stream.interfaces import IAnswer, IEventAdapter
+from codexgw.stream.outcomes import Outcome
+from codexgw.stream.relay import EventRelay, PassThroughRelay, _Relay
 from codexgw.stream.usage import tokens
 from codexgw.upstream.client import Upstream
 from codexgw.upstream.retry import retryAfterEstimate, retryAfterSeconds, wholeSeconds
@@ -59,6 +55,8 @@ _PASS_HEADERS = frozenset(
 )
 log = Logger()
 
+COMPLETE, CLIENT_GONE, BAD_STREAM = Outcome.COMPLETE, Outcome.CLIENT_GONE, Outcome.BAD_STREAM
+
 _JSON = b"application/json"
 
 
@@ -70,15 +68,18 @@ class _Discard(Protocol):
         self.transport.stopProducing()  # type: ignore[attr-defined]
 
 
+@implementer(IAnswer)
 @attrs.define(slots=True, eq=False)
 class Exchange:
     """
-    The accounting record of one request.
+    One request, from arrival to its access line, and the one owner of what
+    its client was sent: status, outcome and the answer's headers are
+    written by these methods only; routes, bridges, relays and adapters
+    report to it.
 
     @ivar request_id: the id used in logs and sent upstream.
     @ivar status: the HTTP status the client was sent.
-    @ivar outcome: how the exchange ended (a relay outcome, C{error} or
-        C{complete}).
+    @ivar outcome: how the exchange ended (an L{Outcome}).
     """
 
     request: Request
@@ -86,11 +87,12 @@ class Exchange:
     started: float
     request_id: str
     client_request_id: bool
+    metrics: GatewayMetrics
     model: str | None = None
     key: str = "-"
     upstream: str = "-"
     status: int = 200
-    outcome: str = "complete"
+    outcome: Outcome = Outcome.COMPLETE
     firstByteAt: float | None = None
     stream: bool = False
     finished: bool = False
@@ -98,6 +100,68 @@ class Exchange:
     usage: dict[str, Any] | None = None
     limits: Any = None
     sentAt: float | None = None
+
+    def respond(self, code: int, contentType: bytes | None = None) -> None:
+        """Begin the answer with C{code} (and its content type)."""
+        self.status = code
+        self.request.setResponseCode(code)
+        if contentType is not None:
+            self.request.setHeader(b"content-type", contentType)
+
+    def respondWithError(self, code: int, contentType: bytes | None = None) -> None:
+        """A whole answer that became an error: counted as C{error} when it ends."""
+        self.respond(code, contentType)
+        self.outcome = Outcome.ERROR
+
+    def json(self, payload: Any, status: int = 200) -> bytes:
+        """Answer with C{payload} as JSON; returns the body for Klein."""
+        self.respond(status, _JSON)
+        return orjson.dumps(payload)
+
+    def fail(self, error: GatewayError) -> bytes:
+        """Answer with C{error} in OpenAI's shape; returns the body for Klein."""
+        if error.status == 429 and b"retry-after" not in error.headers:
+            adviseRetry(error, 1)
+        self.outcome = Outcome.ERROR
+        if error.type == "upstream_error":
+            self.metrics.upstream_errors.labels(self.upstream, error.kind).inc()
+        self.respond(error.status, _JSON)
+        for name, value in error.headers.items():
+            self.request.setHeader(name, value)
+        return error_body(error)
+
+    def failedInStream(self) -> None:
+        """A stream already answered 200 ended in an error event (the upstream's)."""
+        self.outcome = Outcome.UPSTREAM_ERROR
+
+    def clientGone(self) -> None:
+        """The client left: whatever relays for it stops, and it is counted so."""
+        self.outcome = Outcome.CLIENT_GONE
+        if self.relay is not None:
+            self.relay.end(Outcome.CLIENT_GONE)
+
+    def ended(self, outcome: Outcome, failedInBand: bool = False) -> None:
+        """
+        How the body of the answer ended: C{outcome} is the relay's.
+
+        A bridge answering a whole (non-streamed) object learns only at the
+        end that it has an error to send instead (L{respondWithError}): a
+        body that ended cleanly but became an error answer is an C{error}.
+        A stream keeps its 200 and the outcome says how it ended,
+        C{upstream_error} when it ended in an error event.
+        """
+        answeredWithError = self.outcome is Outcome.ERROR
+        self.outcome = outcome
+        errors = self.metrics.upstream_errors
+        if outcome not in (Outcome.COMPLETE, Outcome.CLIENT_GONE):
+            errors.labels(self.upstream, "stream").inc()
+        if answeredWithError and outcome is Outcome.COMPLETE:
+            self.outcome = Outcome.ERROR
+        elif failedInBand and outcome is Outcome.COMPLETE:
+            # A stream that started 200 and ended in response.failed: the
+            # client saw an error, and so do the access log and metrics.
+            self.outcome = Outcome.UPSTREAM_ERROR
+            errors.labels(self.upstream, "stream").inc()
 
 
 class Proxy:
@@ -116,6 +180,7 @@ class Proxy:
         maxBody: int,
         heartbeat: float,
         maxLine: int,
+        recordTokens: Callable[[Exchange, int], None] | None = None,
     ) -> None:
         self.clock = clock
         self.metrics = metrics
@@ -123,9 +188,10 @@ class Proxy:
         self.heartbeat = heartbeat
         self.maxLine = maxLine
         self.active: set[_Relay] = set()
+        self.draining = False
         self.inflight: set[Exchange] = set()
         self._idle: list[Deferred[None]] = []
-        self.onTokens: Any = None
+        self._recordTokens = recordTokens
         self._observers: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._streamGauges: dict[str, Any] = {}
 
@@ -141,7 +207,7 @@ class Proxy:
         for name, value in STANDARD_HEADERS.items():
             request.setHeader(name, value)
         request.setHeader(b"x-request-id", request_id.encode("latin-1"))
-        ex = Exchange(request, route, self.clock.seconds(), request_id, supplied)
+        ex = Exchange(request, route, self.clock.seconds(), request_id, supplied, self.metrics)
         self.inflight.add(ex)
         return ex
 
@@ -233,8 +299,7 @@ class Proxy:
         """
         request = ex.request
         self.answered(ex)
-        ex.status = response.code
-        request.setResponseCode(response.code)
+        ex.respond(response.code)
         self.copyResponseHeaders(ex, response)
         if response.code == 429:
             # The Codex CLI retries a 429 only when told how long to wait:
@@ -263,7 +328,7 @@ class Proxy:
         )
 
     def translate(
-        self, ex: Exchange, upstream: Upstream, response: Any, adapter: Any, stream: bool
+        self, ex: Exchange, upstream: Upstream, response: Any, adapter: IEventAdapter, stream: bool
     ) -> Deferred[None]:
         """
         Relay an upstream SSE body through a translating C{adapter} (the
@@ -300,7 +365,7 @@ class Proxy:
             # The client left while the upstream was answering. notifyFinish
             # would never fire for a connection already lost, so account the
             # exchange here and drop the upstream body unread.
-            ex.outcome = CLIENT_GONE
+            ex.clientGone()
             response.deliverBody(_Discard())
             return succeed(None)
         # The route's answer is done when the request is: finished by the
@@ -326,43 +391,17 @@ class Proxy:
                     "upstream {upstream} sent a stream the gateway cannot read: {error}; "
                     "the stream was failed request_id={request_id}",
                     upstream=ex.upstream,
-                    error=getattr(relay, "error", None) or _MESSAGES[BAD_STREAM],
+                    error=getattr(relay, "error", None) or BAD_STREAM.message,
                     request_id=ex.request_id,
                 )
-            inBand = getattr(getattr(relay, "translator", None), "failed", False)
-            self.ended(ex, relay.outcome or COMPLETE, inBand)
+            inBand = isinstance(relay, EventRelay) and relay.translator.failed
+            ex.ended(relay.outcome or COMPLETE, inBand)
 
         relay = makeRelay(onDone)
         self.active.add(relay)
         ex.relay = relay
         response.deliverBody(relay)
         return done
-
-    def ended(self, ex: Exchange, outcome: str, failedInBand: bool = False) -> None:
-        """
-        Account how the body of C{ex}'s answer ended: C{outcome} is a relay
-        outcome.
-
-        A bridge answering a whole (non-streamed) object learns only at the
-        end that it has an error to send instead, after the exchange was
-        marked 200: the status the client was actually sent is the one
-        counted, and a body that ended cleanly but became an error answer
-        is an C{error}. A stream keeps its 200 and the outcome says how it
-        ended, C{upstream_error} when it ended in an error event.
-        """
-        ex.outcome = outcome
-        if outcome not in (COMPLETE, CLIENT_GONE):
-            self.metrics.upstream_errors.labels(ex.upstream, "stream").inc()
-        code = ex.request.code
-        if code != ex.status:
-            ex.status = code
-            if outcome == COMPLETE:
-                ex.outcome = "error"
-        elif failedInBand and outcome == COMPLETE:
-            # A stream that started 200 and ended in response.failed: the
-            # client saw an error, and so do the access log and metrics.
-            ex.outcome = "upstream_error"
-            self.metrics.upstream_errors.labels(ex.upstream, "stream").inc()
 
     def onRetry(self, ex: Exchange) -> Any:
         """A callback counting and logging each retry of C{ex}'s upstream request."""
@@ -381,28 +420,6 @@ class Proxy:
         return retried
 
     # Endings.
-
-    def fail(self, ex: Exchange, error: GatewayError) -> bytes:
-        """Answer with C{error} in OpenAI's shape; returns the body for Klein."""
-        request = ex.request
-        if error.status == 429 and b"retry-after" not in error.headers:
-            adviseRetry(error, 1)
-        ex.status = error.status
-        ex.outcome = "error"
-        if error.type == "upstream_error":
-            self.metrics.upstream_errors.labels(ex.upstream, error.kind).inc()
-        request.setResponseCode(error.status)
-        request.setHeader(b"content-type", _JSON)
-        for name, value in error.headers.items():
-            request.setHeader(name, value)
-        body = error_body(error)
-        return body
-
-    def json(self, ex: Exchange, payload: Any, status: int = 200) -> bytes:
-        ex.status = status
-        ex.request.setResponseCode(status)
-        ex.request.setHeader(b"content-type", _JSON)
-        return orjson.dumps(payload)
 
     def finish(self, ex: Exchange) -> None:
         """Count and log the exchange; safe to call more than once."""
@@ -426,15 +443,15 @@ class Proxy:
         if ex.firstByteAt is not None:
             observers[1].observe(ex.firstByteAt - ex.started)
         self.metrics.count_request(ex.route, ex.status, ex.upstream, ex.model)
-        if ex.outcome == CLIENT_GONE:
+        if ex.outcome is CLIENT_GONE:
             self.metrics.cancellations.labels(ex.route).inc()
         counted = tokens(ex.usage)
         if counted is not None:
             model = self.metrics.model_label(ex.model)
             self.metrics.tokens.labels("input", model, ex.key).inc(counted[0])
             self.metrics.tokens.labels("output", model, ex.key).inc(counted[1])
-            if self.onTokens is not None:
-                self.onTokens(ex, counted[0] + counted[1])
+            if self._recordTokens is not None:
+                self._recordTokens(ex, counted[0] + counted[1])
         logAccess(
             method=ex.request.method.decode("latin-1"),
             route=ex.route,
@@ -443,6 +460,6 @@ class Proxy:
             upstream=ex.upstream,
             model=ex.model or "-",
             request_id=ex.request_id,
-            outcome=ex.outcome,
+            outcome=ex.outcome.value,
             key=ex.key,
         )

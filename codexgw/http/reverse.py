@@ -1,117 +1,36 @@
 # -*- test-case-name: tests.http.test_reverse -*-
 """
-The edge of the Chat → Responses bridge: a Chat Completions client served
-by an upstream that speaks only the Responses API.
+The route's work for a Chat Completions client on a Responses-only
+upstream: the client spoke is L{codexgw.dialects.chat} (its request to the
+hub, the hub's stream back to Chat chunks), the upstream is the hub itself.
 
-Mirror of L{codexgw.http.bridge}: the pure translators live in
-L{codexgw.dialects.chat.request_to_hub} and L{codexgw.dialects.chat.stream_from_hub};
-here each upstream event is parsed once and each chunk serialised once.
+The mirror of L{codexgw.http.bridge}, with the same adapters and the same
+narrow collaborators.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 from twisted.logger import Logger
-from twisted.web.server import Request
 
-from codexgw.http.bridge import FAILURE_CODES, Adapter, parseEvent, upstreamFailure
-from codexgw.stream.relay import COMPLETE
-from codexgw.stream.sse import DONE, HEARTBEAT, SSEEvent
+from codexgw.dialects.chat.request_to_hub import chat_to_responses
+from codexgw.dialects.chat.stream_from_hub import ResponsesToChat
+from codexgw.http.bridge import upstreamFailure
+from codexgw.http.dispatch import Call, Dispatcher
+from codexgw.http.exchange import Proxy
+from codexgw.stream.adapters import CHAT_SSE, StreamingAdapter, WholeAnswerAdapter
 
 log = Logger()
-
-
-def _chunks(chunks: list[dict[str, Any]]) -> bytes:
-    dumps = orjson.dumps
-    return b"".join([b"data: " + dumps(c) + b"\n\n" for c in chunks])
-
-
-class _Adapter(Adapter):
-    @property
-    def usage(self) -> Any:
-        return self.t.completion().get("usage")
-
-
-class ChunkAdapter(_Adapter):
-    """Responses events in, C{chat.completion.chunk} SSE out."""
-
-    def __init__(self, translator: Any) -> None:
-        self.t = translator
-
-    def event(self, event: SSEEvent) -> bytes:
-        parsed = parseEvent(event)
-        if parsed is None:
-            return _chunks(self.t.finish()) + DONE
-        out = _chunks(self.t.feed(parsed))
-        return out + DONE if self.t.done else out
-
-    def keepalive(self) -> bytes:
-        return HEARTBEAT  # between whole events, so a comment line is safe
-
-    def end(self, outcome: str, message: str) -> bytes:
-        if self.t.done:
-            return b""
-        if outcome == COMPLETE:
-            return _chunks(self.t.finish()) + DONE
-        return _chunks(self.t.fail(FAILURE_CODES.get(outcome, "upstream_error"), message))
-
-
-class CompletionAdapter(_Adapter):
-    """For a client that did not stream: one C{chat.completion} at the end."""
-
-    def __init__(self, translator: Any, request: Request) -> None:
-        self.t = translator
-        self.request = request
-
-    def event(self, event: SSEEvent) -> bytes:
-        parsed = parseEvent(event)
-        if parsed is None:
-            self.t.finish()
-        else:
-            self.t.feed(parsed)
-        return b""
-
-    def keepalive(self) -> bytes:
-        return b""
-
-    def end(self, outcome: str, message: str) -> bytes:
-        request = self.request
-        request.setHeader(b"content-type", b"application/json")
-        failed = outcome != COMPLETE
-        if not self.t.done:
-            if failed:
-                self.t.fail(FAILURE_CODES.get(outcome, "upstream_error"), message)
-            else:
-                self.t.finish()
-        error = getattr(self.t, "error", None)
-        if failed or error:
-            request.setResponseCode(502)
-            return orjson.dumps(
-                {
-                    "error": {
-                        "message": (error or {}).get("message", message),
-                        "type": "upstream_error",
-                        "param": None,
-                        "code": (error or {}).get("code", FAILURE_CODES.get(outcome)),
-                    }
-                }
-            )
-        return orjson.dumps(self.t.completion())
 
 
 class ReverseBridge:
     """Serves C{POST /v1/chat/completions} from a Responses-only upstream."""
 
-    def __init__(self, gateway: Any) -> None:
-        self.gateway = gateway
-        self.proxy = gateway.proxy
+    def __init__(self, *, exchanges: Proxy, dispatcher: Dispatcher) -> None:
+        self.proxy = exchanges
+        self.dispatcher = dispatcher
 
-    async def run(self, call: Any) -> None:
-        from codexgw.dialects.chat.request_to_hub import chat_to_responses
-        from codexgw.dialects.chat.stream_from_hub import ResponsesToChat
-
+    async def run(self, call: Call) -> None:
         ex = call.ex
         request = ex.request
         translated = chat_to_responses(call.body, upstream_model=call.upstreamModel)
@@ -123,14 +42,14 @@ class ReverseBridge:
             )
         translator = ResponsesToChat(translated)
         stream = translated.client_stream
-        adapter: Any = (
-            ChunkAdapter(translator) if stream else CompletionAdapter(translator, request)
+        adapter: StreamingAdapter | WholeAnswerAdapter = (
+            StreamingAdapter(translator, CHAT_SSE) if stream else WholeAnswerAdapter(translator, ex)
         )
         headers = self.proxy.upstreamHeaders(ex, request)
         headers[b"accept"] = [b"text/event-stream"]
         body = orjson.dumps(translated.body)
         onRetry = self.proxy.onRetry(ex)
-        upstream, response = await self.gateway.firstAnswer(
+        upstream, response = await self.dispatcher.firstAnswer(
             call,
             lambda u: u.send(
                 b"POST", "/responses", body, headers, onRetry, model=call.upstreamModel
@@ -139,8 +58,5 @@ class ReverseBridge:
         self.proxy.answered(ex)
         if response.code >= 400:
             raise await upstreamFailure(upstream, response)
-        ex.status = 200
-        request.setResponseCode(200)
-        if stream:
-            request.setHeader(b"content-type", b"text/event-stream")
+        ex.respond(200, b"text/event-stream" if stream else None)
         await self.proxy.translate(ex, upstream, response, adapter, stream)

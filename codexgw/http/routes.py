@@ -6,13 +6,15 @@ upstream and hand over to L{codexgw.http.exchange.Proxy}.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import attrs
+import orjson
 from klein import Klein
 from twisted.internet.defer import CancelledError
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Request
@@ -20,29 +22,32 @@ from werkzeug.exceptions import MethodNotAllowed as WZMethodNotAllowed
 from werkzeug.exceptions import NotFound as WZNotFound
 
 from codexgw._version import __version__
-from codexgw.config.keys import ApiKey
+from codexgw.config import Config
 from codexgw.dialects.responses.validate import check_create
 from codexgw.errors import (
     GatewayError,
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
-    RateLimited,
-    ServiceUnavailable,
     ShuttingDown,
     StoreUnavailable,
 )
+from codexgw.http.auth import Authenticator
+from codexgw.http.bridge import Bridge
 from codexgw.http.codex import catalog
-from codexgw.http.exchange import Exchange
+from codexgw.http.dispatch import Call, Dispatcher
+from codexgw.http.exchange import Exchange, Proxy
+from codexgw.http.limits import RequestLimits
+from codexgw.http.reverse import ReverseBridge
 from codexgw.http.site import STANDARD_HEADERS
 from codexgw.obs.logs import Throttle
-from codexgw.obs.metrics import CONTENT_TYPE
+from codexgw.obs.metrics import CONTENT_TYPE, GatewayMetrics
 from codexgw.state.conversation import history
-from codexgw.stream.relay import CLIENT_GONE
+from codexgw.state.store import IResponseStore
 from codexgw.upstream.client import Upstream
-
-if TYPE_CHECKING:
-    from codexgw.service import Gateway
+from codexgw.upstream.health import HealthChecker
+from codexgw.upstream.models import ModelCatalog
+from codexgw.upstream.routing import Router
 
 CHAT = "/v1/chat/completions"
 RESPONSES = "/v1/responses"
@@ -110,31 +115,57 @@ def _model(body: dict[str, Any]) -> str:
 
 
 @attrs.define
-class Call:
-    """A model request, parsed and routed, handed to a route's work."""
+class Status:
+    """What the health routes report about the gateway as a whole."""
 
-    ex: Exchange
-    body: dict[str, Any]
-    raw: bytes
-    model: str
-    candidates: list[Upstream]
-    upstreamModel: str
-
-    @property
-    def wire_api(self) -> str:
-        """What the route's upstreams speak (config keeps a route to one kind)."""
-        return self.candidates[0].config.wire_api
+    config: Config
+    upstreams: Mapping[str, Upstream]
+    health: HealthChecker
+    clock: IReactorTime
 
 
 class GatewayApp:
-    """The gateway's routes, bound to one L{Gateway}."""
+    """
+    The gateway's routes. Each collaborator is one concern, handed in by the
+    composition root (L{codexgw.service.Gateway}); no route reaches past
+    them.
+
+    @param exchanges: accounting, the relays, what each client was sent.
+    @param storedRelay: the Responses upstream that may hold a response id
+        this gateway did not store, or L{None}.
+    """
 
     app = Klein()
 
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
-        self.proxy = gateway.proxy
-        self._storeOutage = Throttle(gateway.clock)
+    def __init__(
+        self,
+        *,
+        exchanges: Proxy,
+        auth: Authenticator,
+        router: Router,
+        limits: RequestLimits,
+        dispatcher: Dispatcher,
+        store: IResponseStore | None,
+        bridge: Bridge,
+        reverse: ReverseBridge,
+        catalog: ModelCatalog,
+        status: Status,
+        metrics: GatewayMetrics,
+        storedRelay: Upstream | None,
+    ) -> None:
+        self.proxy = exchanges
+        self._auth = auth
+        self._router = router
+        self._limits = limits
+        self._dispatcher = dispatcher
+        self._store = store
+        self._bridge = bridge
+        self._reverse = reverse
+        self._catalog = catalog
+        self._status = status
+        self._metrics = metrics
+        self._storedRelay = storedRelay
+        self._storeOutage = Throttle(status.clock)
 
     @app.route(CHAT, methods=["POST"])
     async def chat_completions(self, request: Request) -> bytes | None:
@@ -146,7 +177,7 @@ class GatewayApp:
 
     async def _chat(self, call: Call) -> None:
         if call.wire_api == "responses":
-            await self.gateway.reverse.run(call)
+            await self._reverse.run(call)
         else:
             await self._relay(call, "/chat/completions")
 
@@ -157,7 +188,7 @@ class GatewayApp:
         if call.wire_api == "responses":
             await self._relay(call, "/responses")
         else:
-            await self.gateway.bridge.run(call)
+            await self._bridge.run(call)
 
     async def _relay(self, call: Call, path: str) -> None:
         """Pass the request through untouched but for the model's name."""
@@ -165,9 +196,9 @@ class GatewayApp:
         raw = call.raw
         if call.upstreamModel != call.model:
             call.body["model"] = call.upstreamModel
-            raw = self.gateway.dumps(call.body)
+            raw = orjson.dumps(call.body)
         headers = proxy.upstreamHeaders(ex, ex.request)
-        upstream, response = await self.gateway.firstAnswer(
+        upstream, response = await self._dispatcher.firstAnswer(
             call,
             lambda u: u.send(
                 b"POST", path, raw, headers, proxy.onRetry(ex), model=call.upstreamModel
@@ -184,45 +215,22 @@ class GatewayApp:
         """
 
         async def model(ex: Exchange) -> None:
-            if self.gateway.draining:
+            if self.proxy.draining:
                 raise ShuttingDown(
                     "the gateway is shutting down; retry", headers={b"retry-after": b"1"}
                 )
-            key = self.gateway.auth.authenticate(request)
+            key = self._auth.authenticate(request)
             ex.key = key.name
             body, raw = self.proxy.readJSON(request)
             name = _model(body)
-            self.gateway.auth.authorize(key, name)
-            await self._limit(ex, key)
-            candidates, upstreamModel = self.gateway.router.route(name)
+            self._auth.authorize(key, name)
+            await self._limits.check(ex, key)
+            candidates, upstreamModel = self._router.route(name)
             order = candidates.order(_affinity(body, request))
             ex.model, ex.upstream = name, order[0].name
             await work(Call(ex, body, raw, name, order, upstreamModel))
 
         return await self._serve(request, route, model)
-
-    async def _limit(self, ex: Exchange, key: ApiKey) -> None:
-        """Count the request against its key's limits; 429 (or 503) past them."""
-        limits = self.gateway.limitsFor(key)
-        if limits.unlimited:
-            return
-        ex.limits = limits
-        decision = await self.gateway.limiter.check(key.name, limits)
-        if decision.allowed:
-            for name, value in decision.headers.items():
-                ex.request.setHeader(name, value)
-            return
-        if decision.unavailable:
-            raise ServiceUnavailable(
-                "rate limits cannot be checked right now; retry",
-                code="rate_limiter_unavailable",
-                headers=decision.headers,
-            )
-        self.gateway.metrics.rate_limited.labels(key.name).inc()
-        raise RateLimited(
-            f"rate limit reached for key {key.name!r}; try again in {decision.retry_after} s",
-            headers=decision.headers,
-        )
 
     async def _serve(
         self, request: Request, route: str, work: Callable[[Exchange], Awaitable[None]]
@@ -249,13 +257,11 @@ class GatewayApp:
                     request_id=ex.request_id,
                     suppressed=suppressed,
                 )
-            return proxy.fail(ex, e)
+            return ex.fail(e)
         except GatewayError as e:
-            return proxy.fail(ex, e)
+            return ex.fail(e)
         except CancelledError:
-            ex.outcome = CLIENT_GONE
-            if ex.relay is not None:
-                ex.relay.end(CLIENT_GONE)
+            ex.clientGone()
             return None
         except Exception:
             return self._internal(ex)
@@ -280,9 +286,9 @@ class GatewayApp:
         proxy = self.proxy
 
         async def relay(ex: Exchange) -> None:
-            key = self.gateway.auth.authenticate(request)
+            key = self._auth.authenticate(request)
             ex.key = key.name
-            store = self.gateway.store
+            store = self._store
             record = await store.get(rid) if store is not None else None
             if record is not None and record.owner != key.name:
                 # Another key's response must look exactly like none: same
@@ -291,9 +297,9 @@ class GatewayApp:
             if record is not None:
                 assert store is not None
                 answer = await self._local(store, record, suffix, request)
-                ex.request.write(self.proxy.json(ex, answer))
+                ex.request.write(ex.json(answer))
                 return
-            upstream = self.gateway.responsesUpstream()
+            upstream = self._storedRelay
             if upstream is None:
                 raise NotFound(
                     f"no response with id {rid!r}: no upstream here stores responses",
@@ -331,17 +337,17 @@ class GatewayApp:
     async def models(self, request: Request) -> bytes:
         ex = self.proxy.begin(request, "/v1/models")
         try:
-            key = self.gateway.auth.authenticate(request)
+            key = self._auth.authenticate(request)
             ex.key = key.name
             if request.args.get(b"format") == [b"codex"]:
-                codex = catalog(self.gateway.config)
+                codex = catalog(self._status.config)
                 codex["models"] = [m for m in codex["models"] if key.allows(m["slug"])]
-                return self.proxy.json(ex, codex)
-            listing = await self.gateway.catalog.list()
+                return ex.json(codex)
+            listing = await self._catalog.list()
             listing["data"] = [m for m in listing["data"] if key.allows(m["id"])]
-            return self.proxy.json(ex, listing)
+            return ex.json(listing)
         except GatewayError as e:
-            return self.proxy.fail(ex, e)
+            return ex.fail(e)
         finally:
             self.proxy.finish(ex)
 
@@ -349,7 +355,7 @@ class GatewayApp:
     def live(self, request: Request) -> bytes:
         ex = self.proxy.begin(request, "/health/live")
         try:
-            return self.proxy.json(ex, {"status": "ok"})
+            return ex.json({"status": "ok"})
         finally:
             self.proxy.finish(ex)
 
@@ -357,13 +363,12 @@ class GatewayApp:
     async def ready(self, request: Request) -> bytes:
         ex = self.proxy.begin(request, "/health/ready")
         try:
-            gw = self.gateway
-            if gw.draining:
-                return self.proxy.json(ex, {"status": "draining"}, 503)
+            gw = self._status
+            if self.proxy.draining:
+                return ex.json({"status": "draining"}, 503)
             state = await gw.health.probe(gw.config.default_upstream)
             ok = bool(state.reachable)
-            return self.proxy.json(
-                ex,
+            return ex.json(
                 {
                     "status": "ok" if ok else "unavailable",
                     "upstream": gw.config.default_upstream,
@@ -378,7 +383,7 @@ class GatewayApp:
     async def health(self, request: Request) -> bytes:
         ex = self.proxy.begin(request, "/health")
         try:
-            gw = self.gateway
+            gw = self._status
             # All at once: silent upstreams cost one probe timeout, not one each.
             states = await gw.health.probeMany(gw.upstreams)
             upstreams = {}
@@ -390,10 +395,9 @@ class GatewayApp:
                     provider=upstream.config.provider,
                     base_url=_withoutCredentials(upstream.base_url),
                 )
-            return self.proxy.json(
-                ex,
+            return ex.json(
                 {
-                    "status": "draining" if gw.draining else "ok",
+                    "status": "draining" if self.proxy.draining else "ok",
                     "version": __version__,
                     "uptime_seconds": round(gw.clock.seconds() - gw.health.started, 3),
                     "default_upstream": gw.config.default_upstream,
@@ -411,7 +415,7 @@ class GatewayApp:
         for name, value in STANDARD_HEADERS.items():
             request.setHeader(name, value)
         request.setHeader(b"content-type", CONTENT_TYPE.encode())
-        return self.gateway.metrics.render()
+        return self._metrics.render()
 
     @app.handle_errors(WZNotFound)  # type: ignore[arg-type]
     def notFound(self, request: Request, failure: Failure) -> bytes:
@@ -432,7 +436,7 @@ class GatewayApp:
             ),
         )
 
-    def _internal(self, ex: Any) -> bytes | None:
+    def _internal(self, ex: Exchange) -> bytes | None:
         """A bug: log it whole, answer 500 in OpenAI's shape, keep serving."""
         log.failure(
             "unhandled error in {route} request_id={request_id}",
@@ -442,11 +446,11 @@ class GatewayApp:
         if ex.request.startedWriting:
             ex.request.loseConnection()
             return None
-        return self.proxy.fail(ex, GatewayError("internal gateway error"))
+        return ex.fail(GatewayError("internal gateway error"))
 
     def _routeError(self, request: Request, error: GatewayError) -> bytes:
         ex = self.proxy.begin(request, "unmatched")
         try:
-            return self.proxy.fail(ex, error)
+            return ex.fail(error)
         finally:
             self.proxy.finish(ex)

@@ -30,19 +30,21 @@ from twisted.web.http import PotentialDataLoss
 from twisted.web.server import Request
 from zope.interface import implementer
 
+from codexgw.errors import errorObject
+from codexgw.stream.interfaces import IEventAdapter
+from codexgw.stream.outcomes import OVERLONG_LINE, Outcome
 from codexgw.stream.sse import HEARTBEAT, SSEDecoder, SSEError, SSEEvent
 from codexgw.stream.usage import findUsage
 
 log = Logger()
 
-# How a relay ended; the caller counts and logs it.
-COMPLETE = "complete"
-CLIENT_GONE = "client_gone"
-UPSTREAM_BROKEN = "upstream_broken"
-IDLE_TIMEOUT = "idle_timeout"
-TOTAL_TIMEOUT = "total_timeout"
-BAD_STREAM = "bad_stream"
-SHUTDOWN = "shutdown"
+COMPLETE = Outcome.COMPLETE
+CLIENT_GONE = Outcome.CLIENT_GONE
+UPSTREAM_BROKEN = Outcome.UPSTREAM_BROKEN
+IDLE_TIMEOUT = Outcome.IDLE_TIMEOUT
+TOTAL_TIMEOUT = Outcome.TOTAL_TIMEOUT
+BAD_STREAM = Outcome.BAD_STREAM
+SHUTDOWN = Outcome.SHUTDOWN
 
 _CLEAN_END = (ResponseDone, PotentialDataLoss)
 _BOM = b"\xef\xbb\xbf"
@@ -54,7 +56,7 @@ class _Relay(Protocol):
     What every relay shares: producer plumbing, client disconnect, timers and
     a single, idempotent end.
 
-    @ivar outcome: how it ended (one of the constants above), or L{None}.
+    @ivar outcome: how it ended (an L{Outcome}), or L{None}.
     @ivar firstByteAt: clock time of the first byte written to the client.
     """
 
@@ -70,7 +72,7 @@ class _Relay(Protocol):
     ) -> None:
         self.request = request
         self.clock = clock
-        self.outcome: str | None = None
+        self.outcome: Outcome | None = None
         self.firstByteAt: float | None = None
         self.bytesOut = 0
         self._onDone = onDone
@@ -176,11 +178,11 @@ class _Relay(Protocol):
 
     # Ending.
 
-    def end(self, outcome: str) -> None:
+    def end(self, outcome: Outcome) -> None:
         """End the relay from outside (e.g. graceful shutdown)."""
         self._end(outcome)
 
-    def _end(self, outcome: str, reason: Failure | None = None) -> None:
+    def _end(self, outcome: Outcome, reason: Failure | None = None) -> None:
         if self.outcome is not None:
             return
         self.outcome = outcome
@@ -211,7 +213,7 @@ class _Relay(Protocol):
         """The upstream's token usage for this answer, if it said."""
         return None
 
-    def finishClient(self, outcome: str, reason: Failure | None) -> bool:
+    def finishClient(self, outcome: Outcome, reason: Failure | None) -> bool:
         """
         Write whatever closes the client's stream properly for C{outcome}.
 
@@ -316,7 +318,7 @@ class PassThroughRelay(_Relay):
             # there, and a blank line would dispatch half an event.
             self.write(b": keep-alive\n")
 
-    def finishClient(self, outcome: str, reason: Failure | None) -> bool:
+    def finishClient(self, outcome: Outcome, reason: Failure | None) -> bool:
         if outcome == COMPLETE:
             if self._partial:
                 # The upstream ended without a final line end: its last
@@ -325,33 +327,13 @@ class PassThroughRelay(_Relay):
             return False
         if not self._sse:
             return True
-        message = _MESSAGES.get(outcome, "upstream stream failed")
+        message = OVERLONG_LINE if outcome is BAD_STREAM else outcome.message
         sep = b"" if self._tail().endswith((b"\n\n", b"\r\r", b"\r\n\r\n")) else b"\n\n"
-        self.write(
-            sep
-            + b"data: "
-            + orjson.dumps(
-                {
-                    "error": {
-                        "message": message,
-                        "type": "upstream_error",
-                        "param": None,
-                        "code": outcome,
-                    }
-                }
-            )
-            + b"\n\n"
-        )
+        # The code is the outcome's own word: what Chat clients of a relayed
+        # stream have always been told.
+        error = errorObject(message, "upstream_error", code=outcome.value)
+        self.write(sep + b"data: " + orjson.dumps(error) + b"\n\n")
         return False
-
-
-_MESSAGES = {
-    UPSTREAM_BROKEN: "the upstream connection broke before the stream ended",
-    IDLE_TIMEOUT: "the upstream went silent for longer than the idle timeout",
-    TOTAL_TIMEOUT: "the upstream stream exceeded the total timeout",
-    BAD_STREAM: "the upstream sent an SSE line longer than the gateway accepts",
-    SHUTDOWN: "the gateway is shutting down",
-}
 
 
 def _describe(error: Exception) -> str:
@@ -366,8 +348,7 @@ class EventRelay(_Relay):
     Decodes the upstream SSE body and hands each event to C{onEvent}, which
     returns the bytes to send the client (possibly empty).
 
-    @ivar translator: an object with C{event(SSEEvent) -> bytes},
-        C{end(outcome, message) -> bytes} and C{keepalive() -> bytes}.
+    @ivar translator: the L{IEventAdapter} it drives.
     """
 
     def __init__(
@@ -375,7 +356,7 @@ class EventRelay(_Relay):
         request: Request,
         clock: IReactorTime,
         onDone: Callable[[_Relay], None],
-        translator: Any,
+        translator: IEventAdapter,
         *,
         maxLine: int = 4 * 1024 * 1024,
         **kw: Any,
@@ -444,8 +425,8 @@ class EventRelay(_Relay):
         if data:
             self.write(data)
 
-    def finishClient(self, outcome: str, reason: Failure | None) -> bool:
-        message = self.error or _MESSAGES.get(outcome, "upstream stream failed")
+    def finishClient(self, outcome: Outcome, reason: Failure | None) -> bool:
+        message = self.error or outcome.message
         data = self.translator.end(outcome, message)
         if data:
             self.write(data)

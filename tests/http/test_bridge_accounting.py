@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import ResponseFailed
 
-from codexgw.http.bridge import encode
+from codexgw.stream.adapters import encodeEvents as encode
 from codexgw.stream.sse import SSEDecoder
 from tests.fakes.chat_upstream import chatChunk, textStream
 from tests.fakes.store import MemoryStore
@@ -191,9 +191,8 @@ class StoreFieldTests(SynchronousTestCase):
         return whole + streamed
 
     def withStore(self) -> tuple[Harness, MemoryStore]:
-        h = Harness()
-        store = h.gateway._store = MemoryStore()
-        return h, store
+        store = MemoryStore()
+        return Harness(store=store), store
 
     def test_store_unset_is_true_and_the_turn_is_kept(self) -> None:
         h, store = self.withStore()
@@ -225,8 +224,8 @@ class PlainJSONAnswerIsStoredTests(SynchronousTestCase):
 
     def test_previous_response_id_finds_a_turn_answered_with_plain_json(self) -> None:
         for stream in (False, True):
-            h = Harness()
-            store = h.gateway._store = MemoryStore()
+            store = MemoryStore()
+            h = Harness(store=store)
             client = h.connect()
             client.post(RESPONSES, {"model": "m1", "input": "remember 7", "stream": stream})
             h.sent[0].respond(200, JSON, completion("noted"))

@@ -15,7 +15,7 @@ from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 from twisted.web.server import NOT_DONE_YET, Request
 
-from codexgw.http.bridge import encode
+from codexgw.stream.adapters import encodeEvents as encode
 from tests.dialects.helpers import run_fixture
 from tests.integration.test_integration import LiveGateway
 

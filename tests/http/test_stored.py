@@ -151,9 +151,9 @@ class BrokenSQLiteTests(TestCase):
         self.path = os.path.abspath(self.mktemp())
         with open(self.path, "wb") as f:
             f.write(b"this is not a database\n" * 100)
-        self.h = Harness()
-        self.h.gateway._store = SQLiteStore(reactor, self.path, 3600, 1 << 20)
-        self.addCleanup(self.h.gateway._store.close)
+        store = SQLiteStore(reactor, self.path, 3600, 1 << 20)
+        self.h = Harness(store=store)
+        self.addCleanup(store.close)
 
     async def answer(self, client: ClientConnection) -> tuple[int, dict[bytes, bytes], bytes]:
         self.assertTrue(await until(lambda: client.raw.endswith(b"\r\n0\r\n\r\n")))
@@ -198,9 +198,8 @@ class AnotherKeysResponseTests(SynchronousTestCase):
         extra: dict[str, Any] = dict(KEYS)
         if upstreams is not None:
             extra["upstreams"] = upstreams
-        h = Harness(makeConfig(extra))
         self.store = MemoryStore()
-        h.gateway._store = self.store
+        h = Harness(makeConfig(extra), store=self.store)
         return h
 
     def call(self, h: Harness, method: bytes, path: bytes, body: Any = None) -> tuple[Any, ...]:

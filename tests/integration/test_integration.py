@@ -67,7 +67,11 @@ class LiveGateway:
     """An upstream and a gateway listening on loopback; stopped by cleanup."""
 
     def __init__(
-        self, test: TestCase, upstream: dict[str, Any] | None = None, **serverConfig: Any
+        self,
+        test: TestCase,
+        upstream: dict[str, Any] | None = None,
+        store: Any = None,
+        **serverConfig: Any,
     ) -> None:
         self.upstream = FakeChatUpstream()
         self.upstreamPort = serve(test, self.upstream)
@@ -87,7 +91,7 @@ class LiveGateway:
             "test.yaml",
             {},
         )
-        self.gateway = Gateway(config)
+        self.gateway = Gateway(config, store=store)
         test.addCleanup(self.gateway.close)
         self.port = serve(test, self.gateway.resource)
         self.base = f"http://127.0.0.1:{self.port.getHost().port}/v1"

@@ -154,9 +154,8 @@ class PreviousResponseTests(TestCase):
     timeout = 60
 
     async def test_three_turns_with_a_tool_call_retrieve_list_delete(self) -> None:
-        live = LiveGateway(self)
         path = os.path.abspath(self.mktemp())
-        live.gateway._store = SQLiteStore(reactor, path, 3600, 1 << 20)
+        live = LiveGateway(self, store=SQLiteStore(reactor, path, 3600, 1 << 20))
         from openai import OpenAI
 
         client = OpenAI(base_url=live.base, api_key="k", max_retries=0, timeout=20)
@@ -230,8 +229,9 @@ class PreviousResponseTests(TestCase):
         await self.assertFailure(deferToThread(client.responses.retrieve, r3.id), NotFoundError)
 
     async def test_unknown_previous_id_is_404(self) -> None:
-        live = LiveGateway(self)
-        live.gateway._store = SQLiteStore(reactor, os.path.abspath(self.mktemp()), 3600, 1 << 20)
+        live = LiveGateway(
+            self, store=SQLiteStore(reactor, os.path.abspath(self.mktemp()), 3600, 1 << 20)
+        )
         from openai import NotFoundError, OpenAI
 
         client = OpenAI(base_url=live.base, api_key="k", max_retries=0, timeout=20)
@@ -245,8 +245,9 @@ class PreviousResponseTests(TestCase):
         self.assertEqual(error.body["code"], "previous_response_not_found")
 
     async def test_store_false_saves_nothing(self) -> None:
-        live = LiveGateway(self)
-        live.gateway._store = SQLiteStore(reactor, os.path.abspath(self.mktemp()), 3600, 1 << 20)
+        live = LiveGateway(
+            self, store=SQLiteStore(reactor, os.path.abspath(self.mktemp()), 3600, 1 << 20)
+        )
         from openai import NotFoundError, OpenAI
 
         client = OpenAI(base_url=live.base, api_key="k", max_retries=0, timeout=20)

@@ -15,7 +15,11 @@ import time
 import uuid
 from typing import Any
 
+from zope.interface import implementer
+
 from codexgw.dialects.chat.request_to_hub import ResponsesRequest
+from codexgw.dialects.interfaces import IStreamTranslator
+from codexgw.errors import errorObject
 
 Chunk = dict[str, Any]
 
@@ -39,6 +43,7 @@ def chat_usage(usage: Any) -> dict[str, Any] | None:
     }
 
 
+@implementer(IStreamTranslator)
 class ResponsesToChat:
     """
     @ivar done: a terminal event (or L{finish}/L{fail}) was seen.
@@ -190,9 +195,26 @@ class ResponsesToChat:
             return []
         self.done = True
         self.error = {"message": message, "code": code}
-        return [
-            {"error": {"message": message, "type": "upstream_error", "param": None, "code": code}}
-        ]
+        return [errorObject(message, "upstream_error", code)]
+
+    def start(self) -> list[Chunk]:
+        """Chat streams have no preamble: the role comes with the first delta."""
+        return []
+
+    def keepalive(self) -> list[Chunk]:
+        """Chat has no keep-alive event (an SSE comment does that job)."""
+        return []
+
+    @property
+    def failure(self) -> dict[str, Any] | None:
+        return self.error
+
+    @property
+    def usage(self) -> Any:
+        return self.completion().get("usage")
+
+    def answer(self) -> dict[str, Any]:
+        return self.completion()
 
     def completion(self) -> dict[str, Any]:
         """Everything so far as one C{chat.completion}."""

@@ -30,9 +30,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from zope.interface import implementer
 
 from codexgw.dialects.chat.errors import error_code, error_fields
 from codexgw.dialects.chat.tools import CUSTOM, FUNCTION, custom_input, local_shell_action
+from codexgw.dialects.interfaces import IStreamTranslator
 
 if TYPE_CHECKING:
     from codexgw.dialects.chat.request_from_hub import ChatRequest
@@ -125,6 +127,39 @@ def map_usage(usage: object) -> dict[str, Any]:
     }
 
 
+def completion_as_chunk(completion: object) -> dict[str, Any]:
+    """
+    A whole C{chat.completion} as one stream chunk, for upstreams that answer
+    C{stream: true} with plain JSON anyway: the translator then needs no
+    second code path.
+
+    @raise ValueError: C{completion} is not a JSON object.
+    """
+    if not isinstance(completion, dict):
+        raise ValueError("a chat completion is a JSON object")
+    choices = []
+    for choice in completion.get("choices") or []:
+        if not isinstance(choice, dict):
+            continue
+        delta = dict(choice.get("message") or {})
+        calls = delta.get("tool_calls")
+        if isinstance(calls, list):
+            delta["tool_calls"] = [
+                dict(call, index=i) for i, call in enumerate(calls) if isinstance(call, dict)
+            ]
+        choices.append(
+            {
+                "index": choice.get("index", 0),
+                "delta": delta,
+                "finish_reason": choice.get("finish_reason"),
+            }
+        )
+    chunk: dict[str, Any] = {"choices": choices}
+    if completion.get("usage") is not None:
+        chunk["usage"] = completion["usage"]
+    return chunk
+
+
 # -- the state machine -------------------------------------------------------
 
 
@@ -143,6 +178,7 @@ class _Call:
         self.kind = FUNCTION
 
 
+@implementer(IStreamTranslator)
 class ChatToResponses:
     """
     Turns one Chat Completions stream into one Responses stream.
@@ -368,6 +404,21 @@ class ChatToResponses:
         self._message = None
         self._text_parts = []
         self._calls = {}
+
+    @property
+    def usage(self) -> Any:
+        return self.response.get("usage")
+
+    @property
+    def failure(self) -> dict[str, Any] | None:
+        response = self.response
+        if self.done and response.get("status") == "failed":
+            return response.get("error") or {"code": "upstream_error", "message": "upstream failed"}
+        return None
+
+    def answer(self) -> dict[str, Any]:
+        """The response object (what a client that did not stream gets)."""
+        return self.response
 
     # -- internals ------------------------------------------------------------
 
