@@ -23,6 +23,7 @@ from twisted.web.resource import IResource
 
 from codexgw.config import Config
 from codexgw.demo.model import DemoService
+from codexgw.dialects.chat import CHAT
 from codexgw.http.auth import Authenticator
 from codexgw.http.bridge import Bridge
 from codexgw.http.cors import CORSResource
@@ -39,6 +40,7 @@ from codexgw.state.lazy import LazyStore
 from codexgw.state.ratelimit import IRateLimiter, MemoryRateLimiter, RedisRateLimiter
 from codexgw.state.redis import RedisClient
 from codexgw.state.store import IResponseStore, RedisStore, SQLiteStore
+from codexgw.stream.adapters import CHAT_SSE
 from codexgw.stream.relay import SHUTDOWN
 from codexgw.upstream.client import Upstream, makePool
 from codexgw.upstream.failover import CircuitBreaker
@@ -142,6 +144,7 @@ class Gateway:
         elif not config.auth_enabled:
             log.warn("auth is switched off (auth.enabled: false): every request is served")
         self.bridge = Bridge(
+            spoke=CHAT,
             exchanges=self.proxy,
             dispatcher=self.dispatcher,
             store=self.store,
@@ -152,7 +155,9 @@ class Gateway:
             maxLine=config.max_sse_line_bytes,
             sealKey=_sealKey(config),
         )
-        self.reverse = ReverseBridge(exchanges=self.proxy, dispatcher=self.dispatcher)
+        self.reverse = ReverseBridge(
+            spoke=CHAT, framing=CHAT_SSE, exchanges=self.proxy, dispatcher=self.dispatcher
+        )
         self.app = GatewayApp(
             exchanges=self.proxy,
             auth=self.auth,

@@ -21,9 +21,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from codexgw.dialects.chat.dialect import ChatDialect
-from codexgw.dialects.chat.errors import upstream_error
-from codexgw.dialects.chat.request_from_hub import ChatRequest, responses_to_chat
-from codexgw.dialects.chat.stream_to_hub import ChatToResponses, completion_as_chunk
+from codexgw.dialects.spoke import Spoke
 from codexgw.errors import GatewayError, adviseRetry
 from codexgw.http.dispatch import Call, Dispatcher
 from codexgw.http.exchange import Exchange, Proxy
@@ -44,13 +42,16 @@ log = Logger()
 _SSE = b"text/event-stream"
 
 
-async def upstreamFailure(upstream: Any, response: Any) -> GatewayError:
+async def upstreamFailure(
+    upstream: Any, response: Any, errorToGateway: Callable[[int, bytes], GatewayError]
+) -> GatewayError:
     """
-    An upstream's error answer (read with a cap) as the error the client
-    gets, its status kept; a 429 always says when to retry (the upstream's
-    word, else the gateway's estimate).
+    An upstream's error answer (read with a cap, mapped by its dialect's
+    C{errorToGateway}) as the error the client gets, its status kept; a 429
+    always says when to retry (the upstream's word, else the gateway's
+    estimate).
     """
-    error = upstream_error(response.code, await readCapped(response))
+    error = errorToGateway(response.code, await readCapped(response))
     retry = response.headers.getRawHeaders(b"retry-after")
     if response.code == 429:
         return adviseRetry(error, retryAfterEstimate(response, upstream.policy))
@@ -63,7 +64,8 @@ async def upstreamFailure(upstream: Any, response: Any) -> GatewayError:
 
 class Bridge:
     """
-    Serves C{POST /v1/responses} from a Chat Completions upstream.
+    Serves C{POST /v1/responses} (the hub's own dialect) from an upstream of
+    another dialect, through that dialect's L{Spoke}.
 
     @param heartbeat: seconds; also how long a streamed request waits for
         the upstream's headers before answering 200 and keeping the client
@@ -75,6 +77,7 @@ class Bridge:
     def __init__(
         self,
         *,
+        spoke: Spoke,
         exchanges: Proxy,
         dispatcher: Dispatcher,
         store: IResponseStore | None,
@@ -85,6 +88,7 @@ class Bridge:
         maxLine: int,
         sealKey: bytes | None = None,
     ) -> None:
+        self.spoke = spoke
         self.proxy = exchanges
         self.dispatcher = dispatcher
         self.store = store
@@ -96,10 +100,10 @@ class Bridge:
         self.maxLine = maxLine
         self.sealKey = sealKey
 
-    def translate(self, call: Call, upstream: Upstream) -> ChatRequest:
-        """The Chat request for one candidate upstream, in its dialect."""
+    def translate(self, call: Call, upstream: Upstream) -> Any:
+        """The spoke's request for one candidate upstream, in its dialect."""
         ex = call.ex
-        chat = responses_to_chat(
+        chat = self.spoke.requestFromHub(
             call.body,
             self.dialectFor(upstream),
             upstream_model=call.upstreamModel,
@@ -138,7 +142,7 @@ class Bridge:
         # The translator follows the first candidate's request: candidates
         # differ in dialect (what is sent), not in what their streams mean.
         chat = self.translate(call, call.candidates[0])
-        translator = ChatToResponses(
+        translator = self.spoke.streamToHub(
             chat, model=ex.model or call.model, stored=keep, reasoning_key=self.sealKey
         )
         stream = chat.client_stream
@@ -155,7 +159,7 @@ class Bridge:
             body = chat if upstream is call.candidates[0] else self.translate(call, upstream)
             return upstream.send(
                 b"POST",
-                "/chat/completions",
+                self.spoke.path,
                 orjson.dumps(body.body),
                 headers,
                 onRetry,
@@ -182,7 +186,7 @@ class Bridge:
 
         self.proxy.answered(ex)
         if response.code >= 400:
-            error = await upstreamFailure(upstream, response)
+            error = await upstreamFailure(upstream, response, self.spoke.errorToHub)
             if early is None or not early.started:
                 raise error
             self._failStarted(ex, early.adapter, error)
@@ -200,10 +204,11 @@ class Bridge:
             # Answered with plain JSON despite stream: true; kept like any turn.
             await self.completion(ex, response, adapter)
         if keep and translator.done and translator.failure is None:
+            answer = translator.answer()
             record = StoredResponse(
-                id=translator.response["id"],
+                id=str(answer["id"]),
                 owner=ex.key,
-                response=translator.response,
+                response=answer,
                 input_items=turn,
                 previous_id=previous if isinstance(previous, str) and previous else None,
             )
@@ -242,7 +247,7 @@ class Bridge:
         raw = await readCapped(response, self.maxLine)
         outcome = Outcome.COMPLETE
         try:
-            chunk = completion_as_chunk(orjson.loads(raw))
+            chunk = self.spoke.wholeToEvent(orjson.loads(raw))
             out = adapter.event(SSEEvent(orjson.dumps(chunk).decode()))
             out += adapter.end(Outcome.COMPLETE, "")
         except Exception:

@@ -13,37 +13,48 @@ from __future__ import annotations
 import orjson
 from twisted.logger import Logger
 
-from codexgw.dialects.chat.request_to_hub import chat_to_responses
-from codexgw.dialects.chat.stream_from_hub import ResponsesToChat
+from codexgw.dialects import responses as hub
+from codexgw.dialects.spoke import Spoke
 from codexgw.http.bridge import upstreamFailure
 from codexgw.http.dispatch import Call, Dispatcher
 from codexgw.http.exchange import Proxy
-from codexgw.stream.adapters import CHAT_SSE, StreamingAdapter, WholeAnswerAdapter
+from codexgw.stream.adapters import Framing, StreamingAdapter, WholeAnswerAdapter
 
 log = Logger()
 
 
 class ReverseBridge:
-    """Serves C{POST /v1/chat/completions} from a Responses-only upstream."""
+    """
+    Serves a client of a spoke's dialect (C{POST /v1/chat/completions} for
+    Chat) from a Responses-only upstream.
 
-    def __init__(self, *, exchanges: Proxy, dispatcher: Dispatcher) -> None:
+    @param framing: how the spoke's stream looks on the wire.
+    """
+
+    def __init__(
+        self, *, spoke: Spoke, framing: Framing, exchanges: Proxy, dispatcher: Dispatcher
+    ) -> None:
+        self.spoke = spoke
+        self.framing = framing
         self.proxy = exchanges
         self.dispatcher = dispatcher
 
     async def run(self, call: Call) -> None:
         ex = call.ex
         request = ex.request
-        translated = chat_to_responses(call.body, upstream_model=call.upstreamModel)
+        translated = self.spoke.requestToHub(call.body, upstream_model=call.upstreamModel)
         if translated.dropped_fields:
             log.info(
                 "not sent to a Responses upstream (no equivalent): {fields} request_id={request_id}",
                 fields=", ".join(translated.dropped_fields),
                 request_id=ex.request_id,
             )
-        translator = ResponsesToChat(translated)
+        translator = self.spoke.streamFromHub(translated)
         stream = translated.client_stream
         adapter: StreamingAdapter | WholeAnswerAdapter = (
-            StreamingAdapter(translator, CHAT_SSE) if stream else WholeAnswerAdapter(translator, ex)
+            StreamingAdapter(translator, self.framing)
+            if stream
+            else WholeAnswerAdapter(translator, ex)
         )
         headers = self.proxy.upstreamHeaders(ex, request)
         headers[b"accept"] = [b"text/event-stream"]
@@ -51,12 +62,10 @@ class ReverseBridge:
         onRetry = self.proxy.onRetry(ex)
         upstream, response = await self.dispatcher.firstAnswer(
             call,
-            lambda u: u.send(
-                b"POST", "/responses", body, headers, onRetry, model=call.upstreamModel
-            ),
+            lambda u: u.send(b"POST", hub.PATH, body, headers, onRetry, model=call.upstreamModel),
         )
         self.proxy.answered(ex)
         if response.code >= 400:
-            raise await upstreamFailure(upstream, response)
+            raise await upstreamFailure(upstream, response, hub.errorToGateway)
         ex.respond(200, b"text/event-stream" if stream else None)
         await self.proxy.translate(ex, upstream, response, adapter, stream)
