@@ -876,3 +876,46 @@ class CredentialsInURLTests(ConfigTestCase):
             ],
         )
         self.assertNotIn("s3cret", "\n".join(problems))
+
+
+class SealKeyTests(ConfigTestCase):
+    """
+    C{server.seal_key}: the secret every replica seals and verifies the
+    gateway's tokens with; a secret like an upstream key.
+    """
+
+    def test_no_seal_key_by_default(self) -> None:
+        self.assertIsNone(load(None, {}).seal_key)
+        self.assertIsNone(parse({"server": {"seal_key": ""}}, "conf.yaml", {}).seal_key)
+
+    def test_seal_key_is_interpolated(self) -> None:
+        config = parse({"server": {"seal_key": "${SEAL}"}}, "conf.yaml", {"SEAL": SECRET})
+        self.assertEqual(config.seal_key, SECRET)
+
+    def test_seal_key_variable_beats_the_file(self) -> None:
+        data = {"server": {"seal_key": "from-file"}}
+        config = parse(data, "conf.yaml", {"CODEXGW_SEAL_KEY": SECRET})
+        self.assertEqual(config.seal_key, SECRET)
+        self.assertEqual(load(None, {"CODEXGW_SEAL_KEY": SECRET}).seal_key, SECRET)
+
+    def test_seal_key_must_be_a_string(self) -> None:
+        self.assertOneProblem(
+            {"server": {"seal_key": 42}}, "server.seal_key", "expected a string", "a number"
+        )
+
+    def test_seal_key_is_never_shown_and_is_redacted(self) -> None:
+        from codexgw.obs.redaction import configSecrets
+
+        config = parse({"server": {"seal_key": SECRET}}, "conf.yaml", {})
+        self.assertNotIn(SECRET, repr(config))
+        self.assertIn(SECRET, configSecrets(config))
+
+
+class MergedTypesTests(SynchronousTestCase):
+    """A config block that is a value type elsewhere is that type, not a copy."""
+
+    def test_retries_are_the_retry_policy(self) -> None:
+        from codexgw.upstream.retry import RetryPolicy
+
+        retries = parse(main(retries={"max_attempts": 5}), "conf.yaml", {}).default.retries
+        self.assertEqual(retries, RetryPolicy(max_attempts=5))

@@ -165,6 +165,7 @@ def configSecrets(config: object) -> list[str]:
                 # "Bearer sk-…" also ends in the bare token.
                 secrets.append(value.rpartition(" ")[2])
     secrets.extend(getattr(config, "gateway_secrets", ()))
+    secrets.extend(s for s in [getattr(config, "seal_key", None)] if s)
     redis = getattr(config, "redis", None)
     if redis is not None:
         password = urlsplit(redis.url).password

@@ -200,10 +200,8 @@ class Upstream:
         self._baseHeaders = headers
         self._azure = self.profile.url_layout == AZURE_LAYOUT
         self.base_url = config.base_url
-        r = config.retries
-        self.policy = RetryPolicy(
-            r.max_attempts, r.backoff_base, r.backoff_max, r.retry_after_max, r.budget
-        )
+        # The config's retries block is the policy itself (one type, declared once).
+        self.policy: RetryPolicy = config.retries
 
     def rebind(self, base_url: str) -> None:
         """Point at another address (the demo model's port is known only once bound)."""

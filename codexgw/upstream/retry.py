@@ -33,6 +33,10 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 @attrs.frozen
 class RetryPolicy:
     """
+    How an upstream retries; also the config schema of
+    C{upstreams.<name>.retries} (L{codexgw.config.schema}): one type, so the
+    configured block is the policy.
+
     @ivar max_attempts: attempts in all, the first included (1 = no retry).
     @ivar backoff_base: seconds before the first retry, doubled each time.
     @ivar backoff_max: the longest backoff.

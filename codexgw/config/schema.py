@@ -1,0 +1,479 @@
+# -*- test-case-name: tests.test_config,tests.test_docs -*-
+"""
+The configuration schema, declared once: attrs classes nested as the YAML is,
+each key a field whose metadata (L{Key}) says what the loader, the docs check
+and the key list need to know of it: its name in the file when that differs,
+its environment variable, what it must be, and what an empty value means.
+
+Everything else is derived from these classes: structuring
+(L{codexgw.config.structure}), the list of keys, their defaults and the
+environment variables (L{codexgw.config.reference}).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+from codexgw.config import validators
+from codexgw.config.keys import ApiKey, KeyLimits
+from codexgw.upstream.retry import RetryPolicy
+
+DEFAULT_LISTEN = "tcp:8080:interface=127.0.0.1"
+DEMO_UPSTREAM = "demo"
+DEMO_MODEL = "codexgw-demo"
+"""The built-in offline demo model's name (codexgw.demo serves it)."""
+WIRE_APIS = ("chat", "responses")
+
+META = "codexgw.config"
+"""The attrs metadata entry holding a field's L{Key}."""
+
+
+@attrs.frozen
+class Key:
+    """
+    What the schema says of one key beyond its type and default. A field
+    without a C{Key} is a key with the plain meaning of its type; one marked
+    C{derived} is not in the file at all (computed while loading).
+
+    @ivar doc: one line on what it is for (the docs table says more).
+    @ivar name: its name in the file, when not the attribute's.
+    @ivar section: the top-level block it sits in (C{server}, C{auth}) when
+        the attribute is flat on L{Config}.
+    @ivar env: the environment variable that sets it.
+    @ivar envNote: how that variable applies, for the environment list.
+    @ivar override: the variable simply replaces the file's value when set.
+    @ivar unit: what a number counts (seconds, bytes), for the docs.
+    @ivar minimum: the least whole number accepted (1, or 0 where 0 is off).
+    @ivar choices: the values accepted; C{expected} words them otherwise than
+        "a, b or c".
+    @ivar emptyIsNone: an empty value (C{""}, 0, C{{}}) means none.
+    @ivar falsyIsAbsent: any false value (C{[]}, C{""}) is as if not written.
+    @ivar noun: what a list holds, for "expected a list of ...".
+    @ivar check: further check of the value: the problem's message or None.
+    @ivar nameCheck: the same for each name of a mapping of sections.
+    @ivar itemCheck: the same for each item of a list.
+    @ivar required: the message when the key is missing or empty.
+    @ivar shape: the type as written in the file, when not the attribute's.
+    @ivar docDefault: the default in words (the docs say it so), when it is
+        not a plain value; for a section, its keys' defaults are too.
+    @ivar secret: never logged, never in a repr, redacted from answers.
+    @ivar derived: not a key: computed while loading.
+    """
+
+    doc: str = ""
+    name: str | None = None
+    section: str | None = None
+    env: str | None = None
+    envNote: str = ""
+    override: bool = False
+    unit: str | None = None
+    minimum: int = 1
+    choices: tuple[str, ...] = ()
+    expected: str | None = None
+    emptyIsNone: bool = False
+    falsyIsAbsent: bool = False
+    noun: str = "strings"
+    check: Callable[[Any], str | None] | None = None
+    nameCheck: Callable[[str], str | None] | None = None
+    itemCheck: Callable[[Any], str | None] | None = None
+    required: str | None = None
+    shape: Any = None
+    docDefault: str | None = None
+    secret: bool = False
+    derived: bool = False
+
+
+PLAIN = Key()
+
+
+def spec(**fields: Any) -> dict[str, Key]:
+    """Field metadata declaring a key: C{attrs.field(metadata=spec(env=...))}."""
+    return {META: Key(**fields)}
+
+
+DERIVED = spec(derived=True)
+
+
+def keyOf(field: attrs.Attribute[Any]) -> Key:
+    """The L{Key} of a field (L{PLAIN} when it declares none)."""
+    found: Key = field.metadata.get(META, PLAIN)
+    return found
+
+
+def keyFields(cls: type, section: str | None = None) -> list[attrs.Attribute[Any]]:
+    """The fields of C{cls} that are keys of the file (in C{section}, for L{Config})."""
+    return [f for f in attrs.fields(cls) if not keyOf(f).derived and keyOf(f).section == section]
+
+
+def defaultOf(field: attrs.Attribute[Any]) -> Any:
+    """A field's default value (a factory's called); C{attrs.NOTHING} when it has none."""
+    factory: Callable[[], Any] | None = getattr(field.default, "factory", None)
+    return factory() if factory is not None else field.default
+
+
+def fileName(field: attrs.Attribute[Any]) -> str:
+    """The name a field has in the file."""
+    return keyOf(field).name or field.name
+
+
+def sectionKeys(cls: type) -> tuple[str, ...]:
+    """
+    The keys a mapping structured as C{cls} may hold, in declaration order:
+    its fields' names, and the block (C{server}) of fields that sit in one.
+    """
+    out: list[str] = []
+    for f in attrs.fields(cls):
+        k = keyOf(f)
+        if k.derived:
+            continue
+        name = k.section or fileName(f)
+        if name not in out:
+            out.append(name)
+    return tuple(out)
+
+
+def blocks(cls: type) -> tuple[str, ...]:
+    """The blocks (C{server}, C{auth}) whose fields sit flat on C{cls}."""
+    return tuple(dict.fromkeys(s for f in attrs.fields(cls) if (s := keyOf(f).section)))
+
+
+@attrs.frozen
+class Timeouts:
+    """Per-upstream timeouts in seconds; C{None} disables one."""
+
+    connect: float = attrs.field(default=10.0, metadata=spec(unit="seconds"))
+    first_byte: float = attrs.field(default=300.0, metadata=spec(unit="seconds"))
+    idle: float = attrs.field(
+        default=300.0,
+        metadata=spec(unit="seconds", doc="the longest silence between two body chunks"),
+    )
+    total: float | None = attrs.field(
+        default=None,
+        metadata=spec(unit="seconds", emptyIsNone=True, doc="the whole exchange, body included"),
+    )
+
+
+Retries = RetryPolicy
+"""C{upstreams.<name>.retries}: the retry policy itself (L{codexgw.upstream.retry})."""
+
+
+@attrs.frozen
+class UpstreamConfig:
+    """
+    One model server (C{upstreams.<name>}).
+
+    @ivar name: the name it is configured under, used in metrics and logs.
+    """
+
+    name: str = attrs.field(metadata=DERIVED)
+    base_url: str = attrs.field(
+        metadata=spec(
+            env="CODEXGW_UPSTREAM_URL",
+            envNote="creates the upstream if needed",
+            doc="the provider's URL; not needed for provider: demo",
+        )
+    )
+    api_key: str | None = attrs.field(
+        default=None,
+        repr=False,
+        metadata=spec(
+            env="CODEXGW_UPSTREAM_API_KEY",
+            envNote="only with CODEXGW_UPSTREAM_URL",
+            emptyIsNone=True,
+            secret=True,
+            doc="sent upstream, never logged",
+        ),
+    )
+    wire_api: str = attrs.field(
+        default="chat",
+        metadata=spec(
+            env="CODEXGW_UPSTREAM_WIRE_API",
+            envNote="only with CODEXGW_UPSTREAM_URL",
+            choices=WIRE_APIS,
+            expected="one of " + ", ".join(WIRE_APIS),
+            doc="the protocol it speaks",
+        ),
+    )
+    provider: str = attrs.field(
+        default="openai", metadata=spec(doc="its dialect family; demo is the offline model")
+    )
+    headers: Mapping[str, str] = attrs.field(
+        factory=dict, repr=False, metadata=spec(doc="extra headers sent on every request")
+    )
+    models: tuple[str, ...] = attrs.field(
+        default=(), metadata=spec(noun="model names", doc="the models it serves")
+    )
+    timeouts: Timeouts = Timeouts()
+    retries: RetryPolicy = RetryPolicy()
+
+    @property
+    def is_demo(self) -> bool:
+        return self.provider == "demo"
+
+
+@attrs.frozen
+class CodexModel:
+    """
+    What the Codex CLI needs to know of a bridged model (its catalog entry):
+    without it Codex warns "Model metadata ... not found" and withholds the
+    apply_patch tool, reasoning effort and image input.
+    """
+
+    context_window: int = 128000
+    display_name: str | None = attrs.field(default=None, metadata=spec(emptyIsNone=True))
+    apply_patch: str = attrs.field(
+        default="freeform", metadata=spec(choices=("freeform", "function", "none"))
+    )
+    reasoning_levels: tuple[str, ...] = attrs.field(
+        default=("low", "medium", "high"),
+        metadata=spec(itemCheck=validators.reasoningLevel, doc="empty: the model does not reason"),
+    )
+    default_reasoning_level: str | None = attrs.field(
+        default="medium", metadata=spec(emptyIsNone=True, doc="none when reasoning_levels is empty")
+    )
+    images: bool = False
+    parallel_tool_calls: bool = True
+    base_instructions_file: str | None = attrs.field(default=None, metadata=spec(emptyIsNone=True))
+
+
+@attrs.frozen
+class ModelRoute:
+    """
+    A routing rule (C{models[]}): requests for models matching C{match} (an
+    exact name or a shell glob) go to C{upstream} (or are balanced over
+    C{pool}, with cache affinity), renamed to C{model} when set;
+    C{fallbacks} are tried in order when those fail before the first byte.
+    """
+
+    match: str = attrs.field(
+        metadata=spec(required="required: a model name or glob such as 'gpt-4o*'")
+    )
+    upstream: str = attrs.field(metadata=spec(doc="exactly one of upstream and upstreams"))
+    pool: tuple[str, ...] = attrs.field(
+        default=(), metadata=spec(name="upstreams", falsyIsAbsent=True, docDefault="—")
+    )
+    fallbacks: tuple[str, ...] = attrs.field(default=(), metadata=spec(falsyIsAbsent=True))
+    model: str | None = attrs.field(
+        default=None, metadata=spec(emptyIsNone=True, docDefault="the requested name")
+    )
+    codex: CodexModel | None = attrs.field(default=None, metadata=spec(falsyIsAbsent=True))
+
+
+@attrs.frozen
+class KeyEntry:
+    """
+    One gateway key as written (C{auth.keys[]}); loading turns it into an
+    L{ApiKey}, which keeps only the digest.
+    """
+
+    name: str = attrs.field(
+        default="",
+        metadata=spec(
+            required="required: a name for logs and metrics (never the key)",
+            docDefault="required",
+        ),
+    )
+    key: str | None = attrs.field(
+        default=None, repr=False, metadata=spec(emptyIsNone=True, secret=True)
+    )
+    sha256: str | None = attrs.field(default=None, metadata=spec(emptyIsNone=True))
+    models: tuple[str, ...] = attrs.field(default=(), metadata=spec(docDefault="all"))
+    limits: KeyLimits = attrs.field(
+        default=KeyLimits(), metadata=spec(docDefault="rate_limits.<key>")
+    )
+
+
+@attrs.frozen
+class RateLimitConfig:
+    backend: str = attrs.field(
+        default="memory",
+        metadata=spec(choices=("memory", "redis"), doc="memory (one process) or redis (shared)"),
+    )
+    failure_policy: str = attrs.field(
+        default="open",
+        metadata=spec(choices=("open", "closed"), doc="with Redis away: open serves"),
+    )
+    requests_per_minute: int | None = attrs.field(
+        default=None, metadata=spec(doc="default per key (a key's own limits win)")
+    )
+    tokens_per_minute: int | None = None
+
+
+@attrs.frozen
+class RedisConfig:
+    """One Redis for everything shared across replicas (limits, later state)."""
+
+    url: str = attrs.field(
+        default="redis://127.0.0.1:6379/0",
+        repr=False,
+        metadata=spec(secret=True, doc="redis[s]://[[user]:password@]host[:port][/db]"),
+    )
+    timeout: float = attrs.field(default=1.0, metadata=spec(unit="seconds"))
+    ca_file: str | None = attrs.field(
+        default=None,
+        metadata=spec(
+            emptyIsNone=True,
+            doc="for rediss://: the CA file the server's certificate is checked against; "
+            "none for the system's trust",
+        ),
+    )
+
+
+@attrs.frozen
+class StoreConfig:
+    """Where bridged responses are kept for C{previous_response_id}."""
+
+    backend: str = attrs.field(default="sqlite", metadata=spec(choices=("sqlite", "redis", "none")))
+    path: str = "data/codexgw-responses.sqlite3"
+    ttl: float = attrs.field(default=30 * 24 * 3600.0, metadata=spec(unit="seconds"))
+    max_entry_bytes: int = attrs.field(default=8 * 1024 * 1024, metadata=spec(unit="bytes"))
+
+
+@attrs.frozen
+class CorsConfig:
+    allowed_origins: tuple[str, ...] = attrs.field(
+        default=(), metadata=spec(itemCheck=validators.origin, doc="exact origins or *")
+    )
+    allow_credentials: bool = attrs.field(default=False, metadata=spec(doc="never with *"))
+    max_age: int = attrs.field(default=600, metadata=spec(unit="seconds"))
+
+
+class ProfileBlocks:
+    """
+    The shape of C{profiles:}: blocks by name, each the fields of a
+    L{codexgw.upstream.profiles.ProviderProfile} and its C{ChatDialect} plus
+    C{extends}; those classes declare them, and L{buildProfiles} checks the
+    inheritance.
+    """
+
+    @staticmethod
+    def fields(everything: bool = False) -> list[attrs.Attribute[Any]]:
+        """
+        The fields a block may set; with C{everything}, also the profile's
+        C{name} and C{dialect}, which are refused as unknown keys but still
+        checked for their type.
+        """
+        from codexgw.dialects.chat.dialect import ChatDialect
+        from codexgw.upstream.profiles import ProviderProfile
+
+        own = [
+            f
+            for f in attrs.fields(ProviderProfile)
+            if everything or f.name not in ("name", "dialect")
+        ]
+        return [*own, *attrs.fields(ChatDialect)]
+
+    @staticmethod
+    def keys() -> tuple[str, ...]:
+        return ("extends", *(f.name for f in ProfileBlocks.fields()))
+
+
+def _server(default: Any, **fields: Any) -> Any:
+    return attrs.field(default=default, metadata=spec(section="server", **fields))
+
+
+@attrs.frozen(kw_only=True)
+class Config:
+    """
+    The validated gateway configuration: the file's top level, with the
+    C{server:} and C{auth:} blocks flat on it.
+
+    @ivar source: the file it came from, or C{<defaults>}.
+    @ivar auth_implicitly_off: no auth block, and only loopback can connect.
+    @ivar gateway_secrets: the gateway keys written in the config as plain
+        text (not those given by digest), kept only so that no upstream can
+        echo one to a client.
+    """
+
+    listen: str = attrs.field(
+        default=DEFAULT_LISTEN, metadata=spec(env="CODEXGW_LISTEN", override=True)
+    )
+    upstreams: Mapping[str, UpstreamConfig] = attrs.field(
+        metadata=spec(nameCheck=validators.upstreamName)
+    )
+    default_upstream: str = attrs.field(metadata=spec(env="CODEXGW_DEFAULT_UPSTREAM"))
+    models: tuple[ModelRoute, ...] = attrs.field(default=(), metadata=spec(noun="routing rules"))
+    heartbeat_interval: float = _server(
+        15.0, unit="seconds", check=validators.positiveSeconds, doc="silence before a keep-alive"
+    )
+    models_cache_ttl: float = _server(60.0, unit="seconds")
+    max_body_bytes: int = _server(32 * 1024 * 1024, unit="bytes")
+    max_sse_line_bytes: int = _server(4 * 1024 * 1024, unit="bytes")
+    health_probe_interval: float = _server(5.0, unit="seconds")
+    drain_timeout: float = _server(30.0, unit="seconds")
+    circuit_threshold: int = _server(5)
+    circuit_cooldown: float = _server(30.0, unit="seconds")
+    request_timeout: float = _server(60.0, unit="seconds", doc="0 for no deadline")
+    max_connections: int = _server(10000, minimum=0, doc="0 for no cap")
+    seal_key: str | None = attrs.field(
+        default=None,
+        repr=False,
+        metadata=spec(
+            section="server",
+            env="CODEXGW_SEAL_KEY",
+            override=True,
+            emptyIsNone=True,
+            secret=True,
+            doc=(
+                "secret shared by every replica that seals and verifies tokens the gateway "
+                "hands clients, e.g. reasoning carried in encrypted_content; without it each "
+                "process makes its own random key at start, so tokens do not survive a "
+                "restart or cross replicas"
+            ),
+        ),
+    )
+    auth_enabled: bool = attrs.field(
+        default=False,
+        metadata=spec(section="auth", name="enabled", docDefault="true with an auth: block"),
+    )
+    keys: tuple[ApiKey, ...] = attrs.field(
+        default=(),
+        metadata=spec(
+            section="auth",
+            shape=tuple[KeyEntry, ...],
+            noun="keys",
+            docDefault="required while enabled",
+        ),
+    )
+    cors: CorsConfig = CorsConfig()
+    profiles: Mapping[str, Any] = attrs.field(factory=dict, metadata=spec(shape=ProfileBlocks))
+    rate_limits: RateLimitConfig = RateLimitConfig()
+    redis: RedisConfig | None = attrs.field(default=None, metadata=spec(emptyIsNone=True))
+    store: StoreConfig = StoreConfig()
+    auth_implicitly_off: bool = attrs.field(default=False, metadata=DERIVED)
+    source: str = attrs.field(default="<defaults>", metadata=DERIVED)
+    gateway_secrets: tuple[str, ...] = attrs.field(default=(), repr=False, metadata=DERIVED)
+
+    @property
+    def default(self) -> UpstreamConfig:
+        return self.upstreams[self.default_upstream]
+
+
+for _cls in (
+    Timeouts,
+    RetryPolicy,
+    UpstreamConfig,
+    CodexModel,
+    ModelRoute,
+    KeyLimits,
+    KeyEntry,
+    RateLimitConfig,
+    RedisConfig,
+    StoreConfig,
+    CorsConfig,
+    Config,
+):
+    attrs.resolve_types(_cls, globals())
+
+
+def demo_upstream() -> UpstreamConfig:
+    """The built-in offline model's upstream; its address is bound at start."""
+    return UpstreamConfig(
+        name=DEMO_UPSTREAM,
+        base_url="http://127.0.0.1:0/v1",
+        provider="demo",
+        models=(DEMO_MODEL,),
+    )
