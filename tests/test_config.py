@@ -919,3 +919,15 @@ class MergedTypesTests(SynchronousTestCase):
 
         retries = parse(main(retries={"max_attempts": 5}), "conf.yaml", {}).default.retries
         self.assertEqual(retries, RetryPolicy(max_attempts=5))
+
+
+class SchemaSecretTests(SynchronousTestCase):
+    """What the schema marks secret is kept out of reprs by its declaration."""
+
+    def test_every_secret_in_the_schema_stays_out_of_reprs(self) -> None:
+        """A key the schema marks secret is declared C{repr=False}."""
+        from codexgw.config.reference import walk
+
+        secrets = [(path, f.repr) for path, f, key, _, _ in walk() if key.secret]
+        self.assertIn(("server.seal_key", False), secrets)
+        self.assertEqual([path for path, shown in secrets if shown], [])

@@ -19,17 +19,10 @@ import attrs
 import yaml
 
 from codexgw.config import checks, validators
+from codexgw.config.meta import defaultOf, keyOf
 from codexgw.config.problems import ConfigError, Problem, describe
 from codexgw.config.reference import envOf
-from codexgw.config.schema import (
-    DEMO_UPSTREAM,
-    WIRE_APIS,
-    Config,
-    UpstreamConfig,
-    defaultOf,
-    demo_upstream,
-    keyOf,
-)
+from codexgw.config.schema import DEMO_UPSTREAM, WIRE_APIS, Config, UpstreamConfig, demo_upstream
 from codexgw.config.structure import Structurer
 
 UPSTREAM_URL = envOf(UpstreamConfig, "base_url")

@@ -14,17 +14,8 @@ from typing import Any
 
 import attrs
 
-from codexgw.config.schema import (
-    Config,
-    Key,
-    ProfileBlocks,
-    blocks,
-    defaultOf,
-    fileName,
-    keyFields,
-    keyOf,
-    sectionKeys,
-)
+from codexgw.config.meta import Key, blocks, defaultOf, fileName, keyFields, keyOf, sectionKeys
+from codexgw.config.schema import Config, ProfileBlocks
 from codexgw.config.structure import isNamedSections, isSectionList, optional
 
 

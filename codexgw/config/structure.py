@@ -24,17 +24,9 @@ from typing import Any
 import attrs
 import cattrs
 
+from codexgw.config.meta import PLAIN, Key, blocks, fileName, keyFields, keyOf, sectionKeys
 from codexgw.config.problems import Problem, describe
-from codexgw.config.schema import (
-    PLAIN,
-    Key,
-    ProfileBlocks,
-    blocks,
-    fileName,
-    keyFields,
-    keyOf,
-    sectionKeys,
-)
+from codexgw.config.schema import ProfileBlocks
 
 
 class _Invalid:
