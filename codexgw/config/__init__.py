@@ -3,10 +3,12 @@
 Configuration: YAML with C{${ENV}} interpolation and environment overrides,
 validated once at start into frozen value objects.
 
-Every key is declared once, in L{codexgw.config.schema}; structuring
+Every key is declared once, in L{codexgw.config.schema} (its metadata's
+vocabulary is L{codexgw.config.meta}); structuring with cattrs
 (L{codexgw.config.structure}), the key list, defaults and environment
-variables (L{codexgw.config.reference}) derive from it, and
-L{codexgw.config.load} reads a file. Every problem is reported with the file,
+variables (L{codexgw.config.reference}) derive from it;
+L{codexgw.config.load} reads a file and L{codexgw.config.checks} checks what
+spans keys. Every problem is reported with the file,
 the dotted key and what was expected, all at once. This module re-exports
 what the rest of the gateway uses.
 """

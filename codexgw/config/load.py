@@ -3,7 +3,9 @@
 Loading: a YAML file read, structured into the schema (with C{${ENV}}
 interpolation), the environment's overrides applied, and every key that
 depends on another checked; all problems are reported at once, as one
-L{ConfigError}.
+L{ConfigError}: first those of single keys, in the order the schema declares
+them, then those between keys (a route naming no upstream, auth beyond
+loopback, a store that needs Redis).
 
 With no file at all the gateway serves the built-in offline demo model; one
 environment variable (C{CODEXGW_UPSTREAM_URL}) points it at a real provider.
