@@ -15,7 +15,7 @@ what the rest of the gateway uses.
 
 from __future__ import annotations
 
-from codexgw.config.keys import ApiKey, KeyLimits, digest
+from codexgw.config.keys import ApiKey, Limits, digest
 from codexgw.config.load import load, parse
 from codexgw.config.problems import ConfigError, Problem
 from codexgw.config.reference import ENVIRONMENT, SECTIONS, defaults, keyPaths
@@ -38,6 +38,9 @@ from codexgw.config.schema import (
 )
 from codexgw.config.validators import isLoopback
 
+KeyLimits = Limits
+"""The name this package exported a key's limits by; the same type."""
+
 __all__ = [
     "DEFAULT_LISTEN",
     "DEMO_MODEL",
@@ -51,6 +54,7 @@ __all__ = [
     "ConfigError",
     "CorsConfig",
     "KeyLimits",
+    "Limits",
     "ModelRoute",
     "Problem",
     "RateLimitConfig",

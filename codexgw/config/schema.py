@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 
 from codexgw.config import validators
-from codexgw.config.keys import ApiKey, KeyLimits
+from codexgw.config.keys import ApiKey, Limits
 from codexgw.config.meta import DERIVED, spec
 from codexgw.upstream.retry import RetryPolicy
 
@@ -171,9 +171,7 @@ class KeyEntry:
     )
     sha256: str | None = attrs.field(default=None, metadata=spec(emptyIsNone=True))
     models: tuple[str, ...] = attrs.field(default=(), metadata=spec(docDefault="all"))
-    limits: KeyLimits = attrs.field(
-        default=KeyLimits(), metadata=spec(docDefault="rate_limits.<key>")
-    )
+    limits: Limits = attrs.field(default=Limits(), metadata=spec(docDefault="rate_limits.<key>"))
 
 
 @attrs.frozen
@@ -348,7 +346,7 @@ for _cls in (
     UpstreamConfig,
     CodexModel,
     ModelRoute,
-    KeyLimits,
+    Limits,
     KeyEntry,
     RateLimitConfig,
     RedisConfig,
