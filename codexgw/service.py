@@ -12,7 +12,7 @@ wires them together.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application import strports
 from twisted.application.internet import TimerService
@@ -38,7 +38,6 @@ from codexgw.obs.metrics import GatewayMetrics
 from codexgw.obs.redaction import Redactor, configSecrets
 from codexgw.state.lazy import LazyStore
 from codexgw.state.ratelimit import IRateLimiter, MemoryRateLimiter, RedisRateLimiter
-from codexgw.state.redis import RedisClient
 from codexgw.state.store import IResponseStore, RedisStore, SQLiteStore
 from codexgw.stream.adapters import CHAT_SSE
 from codexgw.stream.relay import SHUTDOWN
@@ -48,6 +47,9 @@ from codexgw.upstream.health import HealthChecker
 from codexgw.upstream.models import ModelCatalog
 from codexgw.upstream.profiles import buildProfiles, dialectFor
 from codexgw.upstream.routing import Router
+
+if TYPE_CHECKING:
+    from codexgw.state.redis import RedisClient
 
 log = Logger()
 
@@ -111,7 +113,12 @@ class Gateway:
             reactor, self.upstreams, self.router.aliases(), config.models_cache_ttl
         )
         self.auth = Authenticator(config.keys, config.auth_enabled)
-        self.redis = RedisClient.fromConfig(reactor, config.redis) if config.redis else None
+        self.redis: RedisClient | None = None
+        if config.redis:
+            # Only a gateway that uses Redis loads its client (txredisapi).
+            from codexgw.state.redis import RedisClient
+
+            self.redis = RedisClient.fromConfig(reactor, config.redis)
         self.limiter: IRateLimiter
         if config.rate_limits.backend == "redis":
             assert self.redis is not None

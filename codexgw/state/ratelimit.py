@@ -15,7 +15,7 @@ token budget for the window is spent is refused until the window turns.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.internet.defer import Deferred, succeed
@@ -24,7 +24,10 @@ from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
 from codexgw.config.keys import Limits as Limits  # one type for config and limiter
-from codexgw.state.redis import RedisClient, RedisError, RedisUnavailable
+from codexgw.state.rediserrors import RedisError, RedisUnavailable
+
+if TYPE_CHECKING:
+    from codexgw.state.redis import RedisClient
 
 log = Logger()
 

@@ -39,6 +39,8 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from codexgw.state.rediserrors import RedisError, RedisUnavailable
+
 if TYPE_CHECKING:
     from codexgw.config import RedisConfig
 
@@ -53,14 +55,6 @@ DEFAULT_RETRY = backoffPolicy(
 #: Seconds a connection must have served for its loss to be retried at once
 #: rather than on the backoff schedule.
 STABLE = 1.0
-
-
-class RedisError(Exception):
-    """Redis answered with an error reply."""
-
-
-class RedisUnavailable(Exception):
-    """Redis could not be reached, or did not answer in time."""
 
 
 def _name(failure: Failure) -> str:

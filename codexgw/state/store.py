@@ -26,7 +26,7 @@ import functools
 import os
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import orjson
@@ -36,7 +36,10 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import Interface, implementer
 
 from codexgw.errors import StoreUnavailable
-from codexgw.state.redis import RedisClient, RedisError, RedisUnavailable
+from codexgw.state.rediserrors import RedisError, RedisUnavailable
+
+if TYPE_CHECKING:
+    from codexgw.state.redis import RedisClient
 
 
 @attrs.frozen
