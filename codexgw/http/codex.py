@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.ops.test_codex_catalog -*-
+# -*- test-case-name: tests.ops.test_codex_catalog,tests.http.test_models_catalog -*-
 """
 The Codex CLI's model catalog for the models this gateway routes.
 
@@ -6,11 +6,15 @@ Codex reads model metadata from a catalog file (C{-c model_catalog_json=}),
 not from C{GET /models}; for a model outside its own catalog it falls back to
 defaults without C{apply_patch}, reasoning effort or images. This renders the
 C{{"models": [...]}} shape it loads, one entry per route that carries
-C{codex:} metadata, served at C{GET /v1/models?format=codex}.
+C{codex:} metadata, served at C{GET /v1/models?format=codex}. Newer Codex
+versions fetch it themselves, as C{GET /models?client_version=X} with the
+C{ETag} of the catalog they hold in C{If-None-Match}: the route serves the
+same shape then, tagged by L{etag} and revalidated by L{notModified}.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any
 
@@ -103,6 +107,34 @@ def catalog(config: Config, everyModel: bool = False) -> dict[str, Any]:
                 meta = CodexModel(reasoning_levels=()) if slug == DEMO_MODEL else CodexModel()
                 models.append(entry(slug, meta))
     return {"models": models}
+
+
+def etag(body: bytes) -> bytes:
+    """
+    A strong entity tag for one rendering of the catalog: a hash of its
+    bytes, so that every gateway serving the same catalog to the same key
+    gives the same tag, and any change to an entry changes it.
+    """
+    return b'"' + hashlib.sha256(body).hexdigest()[:32].encode("ascii") + b'"'
+
+
+def notModified(ifNoneMatch: bytes | None, tag: bytes) -> bool:
+    """
+    Whether a request carrying C{If-None-Match: ifNoneMatch} already holds
+    the representation tagged C{tag} (RFC 9110 13.1.2: a list of tags or
+    C{*}, compared weakly, so C{W/"x"} matches C{"x"}).
+    """
+    if not ifNoneMatch:
+        return False
+    for candidate in ifNoneMatch.split(b","):
+        candidate = candidate.strip()
+        if candidate == b"*":
+            return True
+        if candidate.startswith(b"W/"):
+            candidate = candidate[2:]
+        if candidate == tag:
+            return True
+    return False
 
 
 def _isGlob(match: str) -> bool:

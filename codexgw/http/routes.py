@@ -34,7 +34,7 @@ from codexgw.errors import (
 )
 from codexgw.http.auth import Authenticator
 from codexgw.http.bridge import Bridge
-from codexgw.http.codex import catalog
+from codexgw.http.codex import catalog, etag, notModified
 from codexgw.http.dispatch import Call, Dispatcher
 from codexgw.http.exchange import Exchange, Proxy
 from codexgw.http.limits import RequestLimits
@@ -339,10 +339,19 @@ class GatewayApp:
         try:
             key = self._auth.authenticate(request)
             ex.key = key.name
-            if request.args.get(b"format") == [b"codex"]:
+            # Codex fetches its catalog itself with a client_version, and
+            # revalidates it with the ETag of this key's view of it.
+            if b"client_version" in request.args or request.args.get(b"format") == [b"codex"]:
                 codex = catalog(self._status.config)
                 codex["models"] = [m for m in codex["models"] if key.allows(m["slug"])]
-                return ex.json(codex)
+                body = orjson.dumps(codex)
+                tag = etag(body)
+                request.setHeader(b"etag", tag)
+                if notModified(request.getHeader(b"if-none-match"), tag):
+                    ex.respond(304)
+                    return b""
+                ex.respond(200, b"application/json")
+                return body
             listing = await self._catalog.list()
             listing["data"] = [m for m in listing["data"] if key.allows(m["id"])]
             return ex.json(listing)
