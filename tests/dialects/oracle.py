@@ -168,6 +168,56 @@ def check_event(event: dict[str, Any]) -> Any:
     return _OPENAI_EVENT.validate_python(event)
 
 
+_PART_DELTAS = {
+    "response.output_text.delta": ("content", "output_text"),
+    "response.output_text.done": ("content", "output_text"),
+    "response.reasoning_text.delta": ("content", "reasoning_text"),
+    "response.reasoning_text.done": ("content", "reasoning_text"),
+    "response.reasoning_summary_text.delta": ("summary", "summary_text"),
+    "response.reasoning_summary_text.done": ("summary", "summary_text"),
+}
+
+
+def node_accumulator(events: list[dict[str, Any]]) -> None:
+    """
+    What the openai Node SDK's stream accumulator (C{ResponseStream}) needs
+    and the Python one does not check: every text, reasoning text and
+    summary delta goes into a part that was added before it, at its index
+    and of its type (else it throws 'missing content at index 0'), and
+    every part that was added is done before its item.
+    """
+    parts: dict[tuple[int, str, int], str] = {}
+    open_parts: set[tuple[int, str, int]] = set()
+    for event in events:
+        kind = event["type"]
+        if kind in ("response.content_part.added", "response.reasoning_summary_part.added"):
+            where = "content" if kind == "response.content_part.added" else "summary"
+            index = event["content_index" if where == "content" else "summary_index"]
+            key = (event["output_index"], where, index)
+            if key in parts:
+                raise OracleError(f"{kind}: {where} part {index} added twice")
+            parts[key] = event["part"]["type"]
+            open_parts.add(key)
+        elif kind in ("response.content_part.done", "response.reasoning_summary_part.done"):
+            where = "content" if kind == "response.content_part.done" else "summary"
+            index = event["content_index" if where == "content" else "summary_index"]
+            key = (event["output_index"], where, index)
+            if key not in open_parts or parts[key] != event["part"]["type"]:
+                raise OracleError(f"{kind} for a {where} part {index} that is not open")
+            open_parts.discard(key)
+        elif kind in _PART_DELTAS:
+            where, part_type = _PART_DELTAS[kind]
+            index = event["content_index" if where == "content" else "summary_index"]
+            key = (event["output_index"], where, index)
+            if key not in open_parts:
+                raise OracleError(f"{kind}: missing {where} at index {index}")
+            if parts[key] != part_type:
+                raise OracleError(f"{kind}: {where} part {index} is {parts[key]}, not {part_type}")
+        elif kind == "response.output_item.done":
+            if any(key[0] == event["output_index"] for key in open_parts):
+                raise OracleError(f"output_item.done {event['output_index']} with parts open")
+
+
 def check_stream(events: list[dict[str, Any]]) -> dict[str, Any]:
     """
     Validate a whole stream: every event, consecutive sequence numbers from
@@ -216,6 +266,7 @@ def check_stream(events: list[dict[str, Any]]) -> dict[str, Any]:
     if final["output"] != [done[i] for i in sorted(done)]:
         raise OracleError("final response.output differs from the streamed items")
     check_response(final)
+    node_accumulator(events)
     state: ResponseStreamState[Any] = ResponseStreamState(input_tools=omit, text_format=omit)
     for event in events:
         state.handle_event(check_event(event))

@@ -214,6 +214,7 @@ class ChatToResponses:
         self._tool_map = request.tool_map
         self._reasoning_fields = request.dialect.reasoning_fields
         self._summary = reasoning_as == "summary"
+        self._raw = not self._summary
         self._seal = request.include_reasoning_token
         self._key = reasoning_key
         self._clock = clock
@@ -459,10 +460,11 @@ class ChatToResponses:
     def _on_reasoning(self, text: str, events: list[Event]) -> None:
         if self._message is not None:
             self._close_message(events, "completed")
-        if self._reasoning is None:
+        reasoning = self._reasoning
+        if reasoning is None:
             rid = self._id("rs")
-            self._reasoning = {"id": rid, "type": "reasoning", "summary": []}
-            self._reasoning_index = index = self._add(dict(self._reasoning), events)
+            reasoning = self._reasoning = {"id": rid, "type": "reasoning", "summary": []}
+            self._reasoning_index = index = self._add(dict(reasoning), events)
             if self._summary:
                 events.append(
                     {
@@ -474,24 +476,37 @@ class ChatToResponses:
                         "part": {"type": "summary_text", "text": ""},
                     }
                 )
+            if self._raw:
+                # The openai SDKs accumulate reasoning_text deltas into a
+                # content part, which must be added first (as OpenAI does).
+                events.append(
+                    {
+                        "type": "response.content_part.added",
+                        "sequence_number": self._next(),
+                        "item_id": rid,
+                        "output_index": index,
+                        "content_index": 0,
+                        "part": {"type": "reasoning_text", "text": ""},
+                    }
+                )
         self._reasoning_parts.append(text)
         if self._summary:
             events.append(
                 {
                     "type": "response.reasoning_summary_text.delta",
                     "sequence_number": self._next(),
-                    "item_id": self._reasoning["id"],
+                    "item_id": reasoning["id"],
                     "output_index": self._reasoning_index,
                     "summary_index": 0,
                     "delta": text,
                 }
             )
-        else:
+        if self._raw:
             events.append(
                 {
                     "type": "response.reasoning_text.delta",
                     "sequence_number": self._next(),
-                    "item_id": self._reasoning["id"],
+                    "item_id": reasoning["id"],
                     "output_index": self._reasoning_index,
                     "content_index": 0,
                     "delta": text,
@@ -508,7 +523,7 @@ class ChatToResponses:
         rid = item["id"]
         index = self._reasoning_index
         if self._summary:
-            part = {"type": "summary_text", "text": text}
+            summary = {"type": "summary_text", "text": text}
             events.append(
                 {
                     "type": "response.reasoning_summary_text.done",
@@ -526,11 +541,12 @@ class ChatToResponses:
                     "item_id": rid,
                     "output_index": index,
                     "summary_index": 0,
-                    "part": part,
+                    "part": summary,
                 }
             )
-            item["summary"] = [part]
-        else:
+            item["summary"] = [summary]
+        if self._raw:
+            part = {"type": "reasoning_text", "text": text}
             events.append(
                 {
                     "type": "response.reasoning_text.done",
@@ -541,7 +557,17 @@ class ChatToResponses:
                     "text": text,
                 }
             )
-            item["content"] = [{"type": "reasoning_text", "text": text}]
+            events.append(
+                {
+                    "type": "response.content_part.done",
+                    "sequence_number": self._next(),
+                    "item_id": rid,
+                    "output_index": index,
+                    "content_index": 0,
+                    "part": part,
+                }
+            )
+            item["content"] = [dict(part)]
         if self._seal:
             item["encrypted_content"] = seal_reasoning(text, self._key)
         item["status"] = status

@@ -362,6 +362,51 @@ class ItemShapeTests(SynchronousTestCase):
         deltas = [e for e in events if e["type"] == "response.reasoning_text.delta"]
         self.assertEqual([d["content_index"] for d in deltas], [0])
 
+    def test_reasoning_text_streams_inside_a_reasoning_text_content_part(self) -> None:
+        t = translator()
+        events = (
+            t.start()
+            + t.feed(chunk({"reasoning_content": "thi"}))
+            + t.feed(chunk({"reasoning_content": "nk"}))
+            + t.feed(chunk({"content": "ok"}, "stop"))
+            + t.finish()
+        )
+        final = check_stream(events)
+        reasoning = [e for e in events if e.get("output_index") == 0]
+        self.assertEqual(
+            types(reasoning),
+            [
+                "response.output_item.added",
+                "response.content_part.added",
+                "response.reasoning_text.delta",
+                "response.reasoning_text.delta",
+                "response.reasoning_text.done",
+                "response.content_part.done",
+                "response.output_item.done",
+            ],
+        )
+        self.assertEqual(reasoning[1]["part"], {"type": "reasoning_text", "text": ""})
+        self.assertEqual(reasoning[5]["part"], {"type": "reasoning_text", "text": "think"})
+        self.assertEqual(
+            final["output"][0]["content"], [{"type": "reasoning_text", "text": "think"}]
+        )
+
+    def test_oracle_rejects_reasoning_text_with_no_content_part_as_the_node_sdk_does(
+        self,
+    ) -> None:
+        t = translator()
+        events = t.start() + t.feed(chunk({"reasoning_content": "x"}, "stop")) + t.finish()
+        bare = [
+            e
+            for e in events
+            if not (e["type"].startswith("response.content_part.") and e["output_index"] == 0)
+        ]
+        for n, event in enumerate(bare):
+            event["sequence_number"] = n
+        with self.assertRaises(OracleError) as caught:
+            check_stream(bare)
+        self.assertIn("missing content at index 0", str(caught.exception))
+
     def test_reasoning_is_sealed_into_encrypted_content_when_the_client_includes_it(self) -> None:
         t = translator()
         events = (
