@@ -20,7 +20,8 @@ C{ResponseCreateParams}). What it leaves alone is as deliberate:
   - C{null} passes wherever a field is optional, as the API takes it.
   - Sets of values that grow (C{include} entries, service tiers, hosted tool
     options) are checked for their type only.
-  - Input items are checked for their outer shape only: what each item
+  - Input items are checked for their outer shape only (and a message's
+    C{phase}, one of L{MESSAGE_PHASES}): what each item
     means is the translator's business on the bridge
     (L{codexgw.dialects.chat.request_from_hub}) and the upstream's on a relay.
   - Tool types: the bridge must know every tool it is handed, to translate
@@ -375,6 +376,19 @@ _TEXT_FORMAT = tagged(
 )
 
 
+MESSAGE_PHASES = ("commentary", "final_answer")
+"""An assistant message's C{phase} (the 2026-04 specification)."""
+
+_PHASE = optional(one_of(*MESSAGE_PHASES))
+
+
+def _input_item(value: Any, where: str) -> None:
+    """An input item: an object; a message's C{phase}, when given, a known one."""
+    json_object(value, where)
+    if "phase" in value and value.get("type", "message") == "message":
+        _PHASE(value["phase"], _join(where, "phase"))
+
+
 def create_fields(bridged: bool) -> dict[str, Check]:
     """
     The Responses create body, field by field.
@@ -383,7 +397,7 @@ def create_fields(bridged: bool) -> dict[str, Check]:
         which must know every tool type; else it is relayed as it is.
     """
     return {
-        "input": optional(_string_or(list, array(json_object))),
+        "input": optional(_string_or(list, array(_input_item))),
         "stream": optional(boolean),
         "store": optional(boolean),
         "background": optional(boolean),

@@ -14,6 +14,7 @@ from codexgw.dialects.chat.dialect import ChatDialect
 from codexgw.dialects.chat.request_from_hub import responses_to_chat
 from codexgw.dialects.chat.stream_to_hub import seal_reasoning
 from codexgw.errors import InvalidRequest
+from codexgw.state.conversation import turnInput
 from tests.dialects.helpers import codex_body, codex_request
 
 OPENAI = ChatDialect()
@@ -139,6 +140,28 @@ class InputRuleTests(SynchronousTestCase):
             body["messages"],
             [{"role": "system", "content": "sys"}, {"role": "user", "content": "hi"}],
         )
+
+    def test_assistant_phase_is_not_sent_to_a_chat_upstream(self) -> None:
+        said = {
+            "type": "message",
+            "role": "assistant",
+            "phase": "commentary",
+            "content": [{"type": "output_text", "text": "looking"}],
+        }
+        final = dict(said, phase="final_answer", content=[{"type": "output_text", "text": "done"}])
+        body = {"model": "m", "input": [user("go"), said, fc("a"), out("a", "A"), final]}
+        messages = chat(body)["messages"]
+        self.assertEqual([m["role"] for m in messages], ["user", "assistant", "tool", "assistant"])
+        self.assertEqual((messages[1]["content"], messages[3]["content"]), ("looking", "done"))
+        self.assertFalse(any("phase" in m for m in messages))
+
+    def test_a_stored_turn_keeps_phase_and_its_replay_sends_none(self) -> None:
+        item = {"role": "assistant", "content": "ok", "phase": "final_answer"}
+        body = {"model": "m", "input": [user("go"), item]}
+        [_, stored] = turnInput(body)
+        self.assertEqual((stored["type"], stored["phase"]), ("message", "final_answer"))
+        replay = {"model": "m", "input": [*turnInput(body), user("again")]}
+        self.assertFalse(any("phase" in m for m in chat(replay)["messages"]))
 
     def test_parallel_tool_calls_become_one_assistant_message(self) -> None:
         body = {"model": "m", "input": [user("go"), fc("a"), fc("b"), out("a", "A"), out("b", "B")]}

@@ -209,6 +209,35 @@ class RefusedTests(SynchronousTestCase):
         self.assertEqual(err.param, "previous_response_id")
 
 
+class PhaseTests(SynchronousTestCase):
+    """An assistant message's C{phase} (2026-04): the two known values, both ways."""
+
+    def assistant(self, phase: Any, **kw: Any) -> dict[str, Any]:
+        return {
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "ok"}],
+            "phase": phase,
+            **kw,
+        }
+
+    def test_commentary_and_final_answer_pass_bridged_and_relayed(self) -> None:
+        for phase in ("commentary", "final_answer", None):
+            for item in (self.assistant(phase), self.assistant(phase, type="message")):
+                for bridged in (True, False):
+                    check_create(base(input=[item]), bridged=bridged)
+
+    def test_any_other_phase_is_refused_naming_the_item(self) -> None:
+        for phase in ("final", "", 1, {"x": 1}):
+            for bridged in (True, False):
+                body = base(input=[{"role": "user", "content": "hi"}, self.assistant(phase)])
+                err = self.assertRaises(InvalidRequest, check_create, body, bridged=bridged)
+                self.assertEqual((err.param, err.status), ("input[1].phase", 400))
+
+    def test_a_phase_field_on_other_item_types_is_not_ours_to_judge(self) -> None:
+        item = {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"}
+        check_create(base(input=[dict(item, phase="x")]), bridged=False)
+
+
 class MessageTests(SynchronousTestCase):
     def test_a_number_out_of_range_is_shown_not_called_no_number(self) -> None:
         from codexgw.dialects.responses.validate import check_create
