@@ -27,7 +27,13 @@ from codexgw.http.dispatch import Call, Dispatcher
 from codexgw.http.exchange import Exchange, Proxy
 from codexgw.obs.logs import Throttle
 from codexgw.obs.metrics import GatewayMetrics
-from codexgw.state.conversation import history, notFound, turnInput
+from codexgw.state.conversation import (
+    hasReferences,
+    history,
+    notFound,
+    resolveReferences,
+    turnInput,
+)
 from codexgw.state.store import IResponseStore, StoredResponse
 from codexgw.stream.adapters import RESPONSES_SSE, StreamingAdapter, WholeAnswerAdapter
 from codexgw.stream.interfaces import IEventAdapter
@@ -134,11 +140,24 @@ class Bridge:
         keep = store is not None and call.body.get("store") is not False
         turn = turnInput(call.body) if keep else []
         previous = call.body.get("previous_response_id")
+        past: list[dict[str, Any]] = []
         if isinstance(previous, str) and previous:
             if store is None:
                 raise notFound(previous)
             past = await history(store, previous, ex.key)
-            call.body = {**call.body, "input": past + (turn or turnInput(call.body))}
+        if previous or hasReferences(call.body):
+            # References become the items they name, in what is sent and
+            # in what is stored (a later turn's history holds full items).
+            current = await resolveReferences(
+                store,
+                turn or turnInput(call.body),
+                ex.key,
+                known=past,
+                stored=call.body.get("store") is not False,
+            )
+            if keep:
+                turn = current
+            call.body = {**call.body, "input": past + current}
         # The translator follows the first candidate's request: candidates
         # differ in dialect (what is sent), not in what their streams mean.
         chat = self.translate(call, call.candidates[0])
