@@ -228,6 +228,36 @@ class CodexExecTests(TestCase):
         self.assertEqual(len(chats), 1, "the turn must not have been retried")
 
 
+class CodexReasoningTests(TestCase):
+    timeout = 240
+
+    async def test_codex_prints_a_reasoning_upstreams_thinking_as_its_summary(self) -> None:
+        # A DeepSeek-style upstream streams reasoning_content. Codex asks for
+        # reasoning.summary and shows only summaries by default: the bridge
+        # delivers the reasoning as summary text too, and `codex exec` prints it.
+        live = LiveGateway(self)
+        thought = "codexgw-thinking-7319"
+        live.upstream.script.append(
+            sse(
+                [
+                    chatChunk({"role": "assistant", "content": ""}),
+                    chatChunk({"reasoning_content": "Pondering "}),
+                    chatChunk({"reasoning_content": thought}),
+                    chatChunk({"content": "The answer is 42."}),
+                    chatChunk({}, "stop"),
+                    b"data: [DONE]\n\n",
+                ]
+            )
+        )
+        code, message, out, err = await runCodex(self, live.base, "think, then answer")
+        self.assertEqual(code, 0, f"codex failed:\nstdout:{out[-2000:]}\nstderr:{err[-3000:]}")
+        self.assertIn("The answer is 42.", message)
+        # `codex exec` writes its progress, the thinking included, to stderr
+        # and the last message to stdout; the raw reasoning_text it hides.
+        self.assertEqual(err.count(f"Pondering {thought}"), 1, err[-3000:])
+        self.assertNotIn(thought, out)
+
+
 class CodexCatalogTests(TestCase):
     timeout = 240
 

@@ -45,6 +45,10 @@ class ChatDialect:
         otherwise images in tool output move to a following user message.
     @ivar image_detail_original: what C{detail: "original"} becomes (Chat
         knows only low/high/auto); L{None} omits C{detail}.
+    @ivar summarize_reasoning: when the client asks for a reasoning summary
+        (C{reasoning.summary}), deliver the upstream's reasoning text as
+        summary text too, besides the raw C{reasoning_text} (the Codex CLI
+        shows only summaries by default); off, reasoning is raw text only.
     """
 
     max_tokens_field: str = "max_completion_tokens"
@@ -61,6 +65,7 @@ class ChatDialect:
     drop_unsupported_parts: bool = False
     images_in_tool_messages: bool = False
     image_detail_original: str | None = "high"
+    summarize_reasoning: bool = True
 
 
 OPENAI = ChatDialect()

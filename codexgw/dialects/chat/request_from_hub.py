@@ -42,6 +42,7 @@ _SYSTEM_ROLES = ("system", "developer")
 _TEXT_PARTS = ("input_text", "output_text", "text", "summary_text", "reasoning_text")
 _IMAGE_DETAILS = ("low", "high", "auto")
 _CALL_TYPES = ("function_call", "custom_tool_call", "local_shell_call")
+_SUMMARIES = ("auto", "concise", "detailed")
 _OUTPUT_TYPES = ("function_call_output", "custom_tool_call_output", "local_shell_call_output")
 
 
@@ -62,6 +63,10 @@ class ChatRequest:
     @ivar echo: the request's settings as the response object echoes them.
     @ivar include_reasoning_token: the client asked for
         C{reasoning.encrypted_content}, where our sealed reasoning goes.
+    @ivar reasoning_summary: the client asked for a reasoning summary
+        (C{reasoning.summary} C{auto}, C{concise} or C{detailed}) and the
+        dialect has C{summarize_reasoning}: the stream translator then
+        delivers the upstream's reasoning as summary text as well.
     """
 
     body: dict[str, Any]
@@ -72,6 +77,7 @@ class ChatRequest:
     echo: dict[str, Any]
     include_reasoning_token: bool = False
     dropped_fields: list[str] = attrs.field(factory=list)
+    reasoning_summary: bool = False
 
 
 def responses_to_chat(
@@ -129,7 +135,19 @@ def responses_to_chat(
         include_reasoning_token=isinstance(include, list)
         and "reasoning.encrypted_content" in include,
         dropped_fields=dropped_fields,
+        reasoning_summary=dialect.summarize_reasoning and _wants_summary(body),
     )
+
+
+def _wants_summary(body: dict[str, Any]) -> bool:
+    """Whether the request asks for a reasoning summary (C{generate_summary} is its old name)."""
+    reasoning = body.get("reasoning")
+    if not isinstance(reasoning, dict):
+        return False
+    summary = reasoning.get("summary")
+    if summary is None:
+        summary = reasoning.get("generate_summary")
+    return summary in _SUMMARIES
 
 
 # -- settings ----------------------------------------------------------------
@@ -249,7 +267,11 @@ def _echo(body: dict[str, Any]) -> dict[str, Any]:
         "frequency_penalty": number("frequency_penalty", 0.0),
         "top_logprobs": optional_int("top_logprobs") or 0,
         "temperature": number("temperature", 1.0),
-        "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")}
+        # The Codex CLI's summary "none" is no value of the response object's.
+        "reasoning": {
+            "effort": reasoning.get("effort"),
+            "summary": summary if (summary := reasoning.get("summary")) in _SUMMARIES else None,
+        }
         if isinstance(reasoning, dict)
         else None,
         "max_output_tokens": optional_int("max_output_tokens"),

@@ -191,7 +191,10 @@ class ChatToResponses:
     @param reasoning_as: C{"text"} streams reasoning as
         C{response.reasoning_text.*} with C{content}; C{"summary"} as
         C{response.reasoning_summary_*} with C{summary} (Codex shows those
-        by default; raw reasoning text only when asked to).
+        by default; raw reasoning text only when asked to); C{"both"} as
+        both, each delta twice (summary first). L{None}, the default, is
+        C{"both"} when the request asked for a summary
+        (L{ChatRequest.reasoning_summary}), else C{"text"}.
     @param reasoning_key: HMAC key for sealed reasoning tokens, or L{None}.
     @param clock: returns Unix seconds, for C{completed_at}.
     @param stored: whether the gateway keeps this response, which is what
@@ -205,7 +208,7 @@ class ChatToResponses:
         response_id: str | None = None,
         created_at: int | None = None,
         model: str,
-        reasoning_as: str = "text",
+        reasoning_as: str | None = None,
         reasoning_key: bytes | None = None,
         clock: Callable[[], float] = time.time,
         stored: bool | None = None,
@@ -213,8 +216,10 @@ class ChatToResponses:
         self._request = request
         self._tool_map = request.tool_map
         self._reasoning_fields = request.dialect.reasoning_fields
-        self._summary = reasoning_as == "summary"
-        self._raw = not self._summary
+        if reasoning_as is None:
+            reasoning_as = "both" if request.reasoning_summary else "text"
+        self._summary = reasoning_as in ("summary", "both")
+        self._raw = reasoning_as != "summary"
         self._seal = request.include_reasoning_token
         self._key = reasoning_key
         self._clock = clock

@@ -349,6 +349,29 @@ class ErrorTests(SynchronousTestCase):
 
 
 class SettingsTests(SynchronousTestCase):
+    def test_a_reasoning_summary_is_asked_for_by_summary_or_generate_summary(self) -> None:
+        def wants(reasoning: Any, dialect: ChatDialect = OPENAI) -> bool:
+            body = {"model": "m", "input": "hi", "reasoning": reasoning}
+            return responses_to_chat(body, dialect).reasoning_summary
+
+        for summary in ("auto", "concise", "detailed"):
+            self.assertTrue(wants({"summary": summary}))
+            self.assertTrue(wants({"generate_summary": summary}))
+            self.assertFalse(wants({"summary": summary}, ChatDialect(summarize_reasoning=False)))
+        for reasoning in (None, {}, {"effort": "low"}, {"summary": "none"}):
+            self.assertFalse(wants(reasoning))
+        codex = responses_to_chat(codex_request("first-turn"), OPENAI)
+        self.assertTrue(codex.reasoning_summary)
+        self.assertNotIn("reasoning", codex.body)
+
+    def test_summarize_reasoning_is_a_profile_value_on_by_default(self) -> None:
+        from codexgw.upstream.profiles import BUILTIN, buildProfiles
+
+        self.assertTrue(all(p.dialect.summarize_reasoning for p in BUILTIN.values()))
+        profiles = buildProfiles({"raw": {"extends": "deepseek", "summarize_reasoning": False}})
+        self.assertFalse(profiles["raw"].dialect.summarize_reasoning)
+        self.assertTrue(profiles["raw"].dialect.send_back_reasoning)
+
     def test_settings_map_per_dialect(self) -> None:
         body = {
             "model": "m",

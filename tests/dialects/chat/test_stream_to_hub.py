@@ -114,10 +114,10 @@ class ProviderStreamTests(SynchronousTestCase):
         final = check_stream(run_fixture("deepseek_reasoning"))
         reasoning, message = final["output"]
         self.assertEqual(reasoning["type"], "reasoning")
-        self.assertEqual(reasoning["summary"], [])
-        self.assertEqual(
-            reasoning["content"], [{"type": "reasoning_text", "text": "The user wants a greeting."}]
-        )
+        thought = "The user wants a greeting."
+        # Codex asks for a summary: the reasoning is both summary and raw text.
+        self.assertEqual(reasoning["summary"], [{"type": "summary_text", "text": thought}])
+        self.assertEqual(reasoning["content"], [{"type": "reasoning_text", "text": thought}])
         self.assertEqual(message["content"][0]["text"], "Hi there")
         self.assertEqual(final["usage"]["input_tokens_details"]["cached_tokens"], 32)
         self.assertEqual(final["usage"]["output_tokens_details"]["reasoning_tokens"], 30)
@@ -363,7 +363,7 @@ class ItemShapeTests(SynchronousTestCase):
         self.assertEqual([d["content_index"] for d in deltas], [0])
 
     def test_reasoning_text_streams_inside_a_reasoning_text_content_part(self) -> None:
-        t = translator()
+        t = translator(reasoning_as="text")
         events = (
             t.start()
             + t.feed(chunk({"reasoning_content": "thi"}))
@@ -390,6 +390,63 @@ class ItemShapeTests(SynchronousTestCase):
         self.assertEqual(
             final["output"][0]["content"], [{"type": "reasoning_text", "text": "think"}]
         )
+
+    def reasoning_events(self, t: Any) -> list[dict[str, Any]]:
+        return (
+            t.start()
+            + t.feed(chunk({"reasoning_content": "thi"}))
+            + t.feed(chunk({"reasoning_content": "nk"}))
+            + t.feed(chunk({"content": "ok"}, "stop"))
+            + t.finish()
+        )
+
+    def test_a_request_for_a_summary_gets_the_reasoning_as_summary_and_as_text(self) -> None:
+        body = codex_body()
+        self.assertEqual(body["reasoning"]["summary"], "auto")
+        events = self.reasoning_events(translator(responses_to_chat(body, ChatDialect())))
+        final = check_stream(events)
+        reasoning = [e for e in events if e.get("output_index") == 0]
+        self.assertEqual(
+            types(reasoning),
+            [
+                "response.output_item.added",
+                "response.reasoning_summary_part.added",
+                "response.content_part.added",
+                "response.reasoning_summary_text.delta",
+                "response.reasoning_text.delta",
+                "response.reasoning_summary_text.delta",
+                "response.reasoning_text.delta",
+                "response.reasoning_summary_text.done",
+                "response.reasoning_summary_part.done",
+                "response.reasoning_text.done",
+                "response.content_part.done",
+                "response.output_item.done",
+            ],
+        )
+        self.assertEqual(
+            [e["delta"] for e in reasoning if e["type"].endswith("summary_text.delta")],
+            ["thi", "nk"],
+        )
+        [item] = items(final, "reasoning")
+        self.assertEqual(item["summary"], [{"type": "summary_text", "text": "think"}])
+        self.assertEqual(item["content"], [{"type": "reasoning_text", "text": "think"}])
+
+    def test_no_summary_unless_asked_for_one(self) -> None:
+        for reasoning in (None, {"effort": "high"}, {"summary": "none"}, {"summary": None}):
+            body = codex_body()
+            body["reasoning"] = reasoning
+            events = self.reasoning_events(translator(responses_to_chat(body, ChatDialect())))
+            [item] = items(check_stream(events), "reasoning")
+            self.assertEqual(item["summary"], [], reasoning)
+            self.assertNotIn("response.reasoning_summary_text.delta", types(events))
+            self.assertEqual(item["content"], [{"type": "reasoning_text", "text": "think"}])
+
+    def test_an_upstream_without_summarize_reasoning_streams_raw_text_only(self) -> None:
+        dialect = ChatDialect(summarize_reasoning=False)
+        events = self.reasoning_events(translator(responses_to_chat(codex_body(), dialect)))
+        [item] = items(check_stream(events), "reasoning")
+        self.assertEqual(item["summary"], [])
+        self.assertEqual(item["content"], [{"type": "reasoning_text", "text": "think"}])
 
     def test_oracle_rejects_reasoning_text_with_no_content_part_as_the_node_sdk_does(
         self,
