@@ -23,8 +23,15 @@ from codexgw.state.store import IResponseStore, StoredResponse
 MAX_TURNS = 1000
 
 
-def turnInput(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """This turn's input as items, each with an id (input_items lists them)."""
+def turnInput(body: dict[str, Any], response_id: str | None = None) -> list[dict[str, Any]]:
+    """
+    This turn's input as items, each with an id (input_items lists them).
+
+    @param response_id: the id this turn's response will have; an item the
+        client sent without an id is then named after it
+        (C{msg_<base>_in<n>}), so that an C{item_reference} to it finds its
+        turn (L{responseIdOf}). Without it the id is random.
+    """
     raw = body.get("input")
     if isinstance(raw, str):
         raw = [
@@ -32,12 +39,16 @@ def turnInput(body: dict[str, Any]) -> list[dict[str, Any]]:
         ]
     if not isinstance(raw, list):
         return []
+    base = None
+    if response_id is not None:
+        base = response_id[5:] if response_id.startswith("resp_") else response_id
     items = []
-    for item in raw:
+    for n, item in enumerate(raw):
         if isinstance(item, dict):
             if "id" not in item:
                 prefix = "msg" if item.get("type", "message") == "message" else "item"
-                item = {"id": f"{prefix}_{os.urandom(12).hex()}", **item}
+                name = os.urandom(12).hex() if base is None else f"{base}_in{n}"
+                item = {"id": f"{prefix}_{name}", **item}
             if "type" not in item and "role" in item:
                 item = {**item, "type": "message"}
             items.append(item)
@@ -94,13 +105,15 @@ def hasReferences(body: Mapping[str, Any]) -> bool:
 
 def responseIdOf(item_id: str) -> str | None:
     """
-    The id of the response an output item of the bridge belongs to: its
+    The id of the response an item of a bridged turn belongs to: its output
     items are named C{<prefix>_<base>_<n>} where the response is
-    C{resp_<base>} (L{codexgw.dialects.chat.stream_to_hub}); L{None} for an
+    C{resp_<base>} (L{codexgw.dialects.chat.stream_to_hub}), the input
+    items it named C{<prefix>_<base>_in<n>} (L{turnInput}); L{None} for an
     id of any other form.
     """
     _, sep, rest = item_id.partition("_")
     base, sep, counter = rest.rpartition("_")
+    counter = counter[2:] if counter.startswith("in") else counter
     if not sep or not base or not counter.isdigit():
         return None
     return f"resp_{base}"
@@ -117,6 +130,15 @@ def itemNotFound(item_id: str, stored: bool) -> InvalidRequest:
     return InvalidRequest(message, param="input")
 
 
+def duplicateItem(item_id: str) -> InvalidRequest:
+    """OpenAI's answer to an input holding an item twice (400)."""
+    return InvalidRequest(
+        f"Duplicate item found with id {item_id}. Remove duplicate items from your input"
+        " and try again.",
+        param="input",
+    )
+
+
 async def resolveReferences(
     store: IResponseStore | None,
     items: list[dict[str, Any]],
@@ -128,9 +150,11 @@ async def resolveReferences(
     """
     C{items} with each C{item_reference} replaced by the item it names.
 
-    An id is looked for among C{known} (the conversation rebuilt from
-    C{previous_response_id}), then in the stored response its form names
-    (L{responseIdOf}): that turn's output items, then its input items.
+    An id is looked for in the stored response its form names
+    (L{responseIdOf}): that turn's output items, then its input items. A
+    reference to an item the input already holds (in C{known}, the
+    conversation rebuilt from C{previous_response_id}, or in C{items}) is
+    refused as OpenAI refuses it: sent on, the upstream would read it twice.
 
     @param store: the response store, or L{None} without a backend (every
         reference is then unknown).
@@ -138,12 +162,17 @@ async def resolveReferences(
         exactly like an unknown one.
     @param stored: the request's own C{store}, which OpenAI's message for an
         unknown item mentions when false.
-    @raise InvalidRequest: a reference without a string id, or to an item
-        that is unknown, expired, or another key's (as OpenAI answers it).
+    @raise InvalidRequest: a reference without a string id, to an item the
+        input already holds, or to one that is unknown, expired, or another
+        key's (as OpenAI answers each).
     """
     if not any(isReference(item) for item in items):
         return items
-    byId = {item["id"]: item for item in known if isinstance(item.get("id"), str)}
+    held = {
+        item.get("id")
+        for item in [*known, *(item for item in items if not isReference(item))]
+        if isinstance(item, dict)
+    }
     records: dict[str, StoredResponse | None] = {}
     resolved = []
     for i, item in enumerate(items):
@@ -155,9 +184,11 @@ async def resolveReferences(
             raise InvalidRequest(
                 f"input[{i}].id must be a non-empty string", param=f"input[{i}].id"
             )
-        found = byId.get(item_id)
+        if item_id in held:
+            raise duplicateItem(item_id)
+        found = None
         rid = responseIdOf(item_id)
-        if found is None and store is not None and rid is not None:
+        if store is not None and rid is not None:
             if rid not in records:
                 record = await store.get(rid)
                 records[rid] = record if record is not None and record.owner == owner else None
@@ -166,6 +197,7 @@ async def resolveReferences(
                 found = _find(item_id, record)
         if found is None:
             raise itemNotFound(item_id, stored)
+        held.add(item_id)
         resolved.append(dict(found))
     return resolved
 

@@ -162,21 +162,43 @@ class BridgedReferenceTests(SynchronousTestCase):
         self.assertEqual(status, 200)
         self.assertEqual(chat["messages"][1], {"role": "assistant", "content": "Let me check."})
 
-    def test_a_reference_to_an_item_of_the_previous_response_chain_is_resolved(self) -> None:
+    def test_an_input_item_of_a_stored_turn_is_resolved(self) -> None:
         first = self.firstTurn()
-        user = self.store.records[first["id"]].input_items[0]
+        [user] = self.store.records[first["id"]].input_items
+        self.assertEqual(user["id"], "msg_" + first["id"][5:] + "_in0", "named after its turn")
         status, _, [chat] = self.post(
-            {
-                "model": "m",
-                "previous_response_id": first["id"],
-                "input": [
-                    {"type": "function_call_output", "call_id": "call_1", "output": "22C"},
-                    {"type": "item_reference", "id": user["id"]},
-                ],
-            }
+            {"model": "m", "input": [{"type": "item_reference", "id": user["id"]}]}
         )
         self.assertEqual(status, 200)
-        self.assertEqual(chat["messages"][-1], {"role": "user", "content": "Weather in Paris?"})
+        self.assertEqual(chat["messages"], [{"role": "user", "content": "Weather in Paris?"}])
+
+    def test_an_item_the_input_already_holds_is_openais_duplicate_400(self) -> None:
+        first = self.firstTurn()
+        message = first["output"][0]
+        reference = {"type": "item_reference", "id": message["id"]}
+        for body in (
+            # In the conversation previous_response_id rebuilds...
+            {"model": "m", "previous_response_id": first["id"], "input": [USER, reference]},
+            # ...or twice in this input.
+            {"model": "m", "input": [USER, reference, reference]},
+        ):
+            status, error, sent = self.post(body)
+            self.assertEqual(
+                (status, error, sent),
+                (
+                    400,
+                    {
+                        "error": {
+                            "message": f"Duplicate item found with id {message['id']}. "
+                            "Remove duplicate items from your input and try again.",
+                            "type": "invalid_request_error",
+                            "param": "input",
+                            "code": None,
+                        }
+                    },
+                    [],
+                ),
+            )
 
     def test_an_unknown_id_is_openais_400_and_nothing_is_sent(self) -> None:
         self.firstTurn()
@@ -304,16 +326,17 @@ class ResolveTests(SynchronousTestCase):
     def test_the_response_is_found_from_the_items_id(self) -> None:
         self.assertEqual(responseIdOf("msg_abc_3"), "resp_abc")
         self.assertEqual(responseIdOf("fc_a_b_12"), "resp_a_b")
-        for other in ("msg_abc", "msg_abc_x", "abc", "msg__3"):
+        self.assertEqual(responseIdOf("item_abc_in4"), "resp_abc")
+        for other in ("msg_abc", "msg_abc_x", "abc", "msg__3", "msg_abc_in"):
             self.assertIsNone(responseIdOf(other), other)
 
     def test_an_input_item_of_the_named_response_is_found(self) -> None:
         store = MemoryStore()
-        item = {"id": "msg_abc_0", "type": "message", "role": "user", "content": "hi"}
+        item = {"id": "msg_abc_in0", "type": "message", "role": "user", "content": "hi"}
         store.records["resp_abc"] = StoredResponse(
             id="resp_abc", owner="alice", response={"output": []}, input_items=[item]
         )
-        self.assertEqual(self.resolve(store, [{"id": "msg_abc_0"}]), [item])
+        self.assertEqual(self.resolve(store, [{"id": "msg_abc_in0"}]), [item])
 
     def test_items_without_references_are_returned_as_they_are(self) -> None:
         items = [{"type": "message", "role": "user", "content": "hi"}]
