@@ -12,7 +12,6 @@ The translation itself is pure and lives in the dialects.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +19,7 @@ import orjson
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.web.iweb import IResponse
 
 from codexgw.dialects.chat.dialect import ChatDialect
 from codexgw.dialects.spoke import Spoke
@@ -42,6 +42,7 @@ from codexgw.stream.outcomes import Outcome
 from codexgw.stream.sse import SSEEvent
 from codexgw.upstream.bodies import readCapped
 from codexgw.upstream.client import Upstream
+from codexgw.upstream.learned import sendLearning
 from codexgw.upstream.retry import retryAfterEstimate, retryAfterSeconds, wholeSeconds
 
 log = Logger()
@@ -139,9 +140,7 @@ class Bridge:
         request = ex.request
         store = self.store
         keep = store is not None and call.body.get("store") is not False
-        # Named here, so that the items this turn names are named after it.
-        rid = f"resp_{uuid.uuid4().hex}"
-        turn = turnInput(call.body, rid) if keep else []
+        turn = turnInput(call.body) if keep else []
         previous = call.body.get("previous_response_id")
         past: list[dict[str, Any]] = []
         if isinstance(previous, str) and previous:
@@ -153,7 +152,7 @@ class Bridge:
             # in what is stored (a later turn's history holds full items).
             current = await resolveReferences(
                 store,
-                turn or turnInput(call.body, rid),
+                turn or turnInput(call.body),
                 ex.key,
                 known=past,
                 stored=call.body.get("store") is not False,
@@ -165,11 +164,7 @@ class Bridge:
         # differ in dialect (what is sent), not in what their streams mean.
         chat = self.translate(call, call.candidates[0])
         translator = self.spoke.streamToHub(
-            chat,
-            response_id=rid,
-            model=ex.model or call.model,
-            stored=keep,
-            reasoning_key=self.sealKey,
+            chat, model=ex.model or call.model, stored=keep, reasoning_key=self.sealKey
         )
         stream = chat.client_stream
         adapter: StreamingAdapter | WholeAnswerAdapter = (
@@ -183,14 +178,7 @@ class Bridge:
 
         def send(upstream: Upstream) -> Deferred[Any]:
             body = chat if upstream is call.candidates[0] else self.translate(call, upstream)
-            return upstream.send(
-                b"POST",
-                self.spoke.path,
-                orjson.dumps(body.body),
-                headers,
-                onRetry,
-                model=call.upstreamModel,
-            )
+            return self._sendLearning(call, upstream, body.body, headers, onRetry)
 
         pending = Deferred.fromCoroutine(self.dispatcher.firstAnswer(call, send))
 
@@ -256,6 +244,30 @@ class Bridge:
                 )
 
             store.save(record).addErrback(unsaved)
+
+    def _sendLearning(
+        self,
+        call: Call,
+        upstream: Upstream,
+        body: dict[str, Any],
+        headers: dict[bytes, list[bytes]],
+        onRetry: Any,
+    ) -> Deferred[IResponse]:
+        """
+        Send the translated C{body} to C{upstream} without the parameters it
+        is known to refuse, and once more without one it refuses now
+        (L{codexgw.upstream.learned}): one attempt for the dispatcher, so
+        neither a failover nor a breaker failure.
+        """
+
+        def post(raw: bytes) -> Deferred[IResponse]:
+            return upstream.send(
+                b"POST", self.spoke.path, raw, headers, onRetry, model=call.upstreamModel
+            )
+
+        return Deferred.fromCoroutine(
+            sendLearning(upstream.refused, body, post, onRetry, call.ex.request_id)
+        )
 
     def _failStarted(self, ex: Exchange, adapter: StreamingAdapter, error: GatewayError) -> None:
         """The stream was answered 200 already: it ends in C{response.failed}."""

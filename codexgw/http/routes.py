@@ -403,6 +403,7 @@ class GatewayApp:
                     wire_api=upstream.config.wire_api,
                     provider=upstream.config.provider,
                     base_url=_withoutCredentials(upstream.base_url),
+                    refused_params=upstream.refused.names(),
                 )
             return ex.json(
                 {

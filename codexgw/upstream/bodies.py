@@ -9,10 +9,12 @@ so no upstream can make the gateway hold more than it chose to.
 from __future__ import annotations
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IProtocol, IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from twisted.web.iweb import IResponse
+from zope.interface import implementer
 
 ERROR_BODY_LIMIT = 64 * 1024
 """
@@ -70,3 +72,50 @@ def readCapped(response: IResponse, limit: int = ERROR_BODY_LIMIT) -> Deferred[b
     reader = _CappedReader(limit, done)
     response.deliverBody(reader)
     return done
+
+
+@implementer(IPushProducer)
+class _Read:
+    """The transport of a body already read: nothing left to pause or stop."""
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+@implementer(IResponse)
+class _Replayed:
+    """An upstream's answer whose body was read already, delivered again."""
+
+    def __init__(self, response: IResponse, body: bytes) -> None:
+        self.version = response.version
+        self.code = response.code
+        self.phrase = response.phrase
+        self.headers = response.headers
+        self.length = len(body)
+        self.request = response.request
+        self.previousResponse = response.previousResponse
+        self._body = body
+
+    def deliverBody(self, protocol: IProtocol) -> None:
+        protocol.makeConnection(_Read())  # type: ignore[arg-type]
+        if self._body:
+            protocol.dataReceived(self._body)
+        protocol.connectionLost(Failure(ResponseDone()))
+
+    def setPreviousResponse(self, response: IResponse) -> None:
+        self.previousResponse = response
+
+
+def replayed(response: IResponse, body: bytes) -> IResponse:
+    """
+    C{response} as it came, but for its body, which was read already (by
+    L{readCapped}, to look into it) and is delivered again as C{body}: what
+    reads the answer next need not know that it was looked at.
+    """
+    return _Replayed(response, body)

@@ -46,6 +46,7 @@ from zope.interface import implementer
 from codexgw._version import __version__
 from codexgw.config import UpstreamConfig
 from codexgw.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
+from codexgw.upstream.learned import RefusedParams
 from codexgw.upstream.profiles import AZURE_LAYOUT, BUILTIN, ProviderProfile
 from codexgw.upstream.retry import RetryPolicy, withRetries
 
@@ -168,6 +169,8 @@ class Upstream:
 
     @ivar config: its L{UpstreamConfig}.
     @ivar name: the config name, used in metrics and logs.
+    @ivar refused: the request parameters it refused, learned from its
+        answers (L{codexgw.upstream.learned}).
     """
 
     def __init__(
@@ -202,6 +205,7 @@ class Upstream:
         self.base_url = config.base_url
         # The config's retries block is the policy itself (one type, declared once).
         self.policy: RetryPolicy = config.retries
+        self.refused = RefusedParams(self.name)
 
     def rebind(self, base_url: str) -> None:
         """Point at another address (the demo model's port is known only once bound)."""

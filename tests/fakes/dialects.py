@@ -31,6 +31,8 @@ class Dialect:
         C{stream_options.include_usage} asks for it.
     @ivar streamed_arguments: tool-call arguments arrive in several deltas.
     @ivar parallel: both requested tool calls come in one turn.
+    @ivar refusal: how a refused field is reported, one of L{REFUSALS}: the
+        words and shapes real servers use.
     """
 
     name: str
@@ -40,6 +42,98 @@ class Dialect:
     usage_in_stream: bool = True
     streamed_arguments: bool = True
     parallel: bool = True
+    refusal: str = "openai"
+
+
+def refusal(style: str, field: str) -> tuple[int, bytes]:
+    """The status and body a server of C{style} answers a refused C{field} with."""
+    if style == "openai":
+        # OpenAI (and Azure) for an argument it does not know at all.
+        return 400, orjson.dumps(
+            {
+                "error": {
+                    "message": f"Unrecognized request argument supplied: {field}",
+                    "type": "invalid_request_error",
+                    "param": field,
+                    "code": None,
+                }
+            }
+        )
+    if style == "openai-unsupported":
+        # OpenAI for an argument a model does not take.
+        return 400, orjson.dumps(
+            {
+                "error": {
+                    "message": f"Unsupported parameter: '{field}' is not supported with "
+                    "this model.",
+                    "type": "invalid_request_error",
+                    "param": field,
+                    "code": "unsupported_parameter",
+                }
+            }
+        )
+    if style == "vllm":
+        # vLLM with extra fields forbidden: pydantic's errors as a Python repr.
+        detail = (
+            f"[{{'type': 'extra_forbidden', 'loc': ('body', '{field}'), "
+            f"'msg': 'Extra inputs are not permitted', 'input': True}}]"
+        )
+        return 400, orjson.dumps(
+            {
+                "object": "error",
+                "message": detail,
+                "type": "BadRequestError",
+                "param": None,
+                "code": 400,
+            }
+        )
+    if style == "pydantic":
+        # A FastAPI server's own validation answer.
+        return 422, orjson.dumps(
+            {
+                "detail": [
+                    {
+                        "type": "extra_forbidden",
+                        "loc": ["body", field],
+                        "msg": "Extra inputs are not permitted",
+                        "input": True,
+                    }
+                ]
+            }
+        )
+    if style == "llama.cpp":
+        return 400, orjson.dumps(
+            {
+                "error": {
+                    "code": 400,
+                    "message": f"Unsupported param: {field}",
+                    "type": "invalid_request_error",
+                }
+            }
+        )
+    if style == "ollama":
+        # Go's encoding/json with DisallowUnknownFields.
+        return 400, orjson.dumps(
+            {
+                "error": {
+                    "message": f'json: unknown field "{field}"',
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": None,
+                }
+            }
+        )
+    if style == "serde":
+        # A Rust (axum + serde) server: plain text.
+        return 422, (
+            f"Failed to deserialize the JSON body into the target type: unknown field "
+            f"`{field}`, expected one of `model`, `messages` at line 1 column 80"
+        ).encode()
+    raise ValueError(style)
+
+
+REFUSALS = ("openai", "openai-unsupported", "vllm", "pydantic", "llama.cpp", "ollama", "serde")
+"""Every L{Dialect.refusal} style."""
 
 
 OPENAI_LIKE = Dialect("openai-like", "gpt-fake")
@@ -113,17 +207,11 @@ class DialectUpstream(Resource):
         request.setHeader(b"content-type", b"application/json")
         refused = self._refused(body)
         if refused:
-            request.setResponseCode(400)
-            return orjson.dumps(
-                {
-                    "error": {
-                        "message": f"Unrecognized request argument supplied: {refused}",
-                        "type": "invalid_request_error",
-                        "param": refused,
-                        "code": None,
-                    }
-                }
-            )
+            status, answer = refusal(self.dialect.refusal, refused)
+            request.setResponseCode(status)
+            if not answer.startswith(b"{"):
+                request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            return answer
         chunks = self._answer(body)
         if not body.get("stream"):
             return orjson.dumps(self._collapse(chunks))
