@@ -12,6 +12,7 @@ The translation itself is pure and lives in the dialects.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -140,7 +141,9 @@ class Bridge:
         request = ex.request
         store = self.store
         keep = store is not None and call.body.get("store") is not False
-        turn = turnInput(call.body) if keep else []
+        # Named here, so that the items this turn names are named after it.
+        rid = f"resp_{uuid.uuid4().hex}"
+        turn = turnInput(call.body, rid) if keep else []
         previous = call.body.get("previous_response_id")
         past: list[dict[str, Any]] = []
         if isinstance(previous, str) and previous:
@@ -152,7 +155,7 @@ class Bridge:
             # in what is stored (a later turn's history holds full items).
             current = await resolveReferences(
                 store,
-                turn or turnInput(call.body),
+                turn or turnInput(call.body, rid),
                 ex.key,
                 known=past,
                 stored=call.body.get("store") is not False,
@@ -164,7 +167,11 @@ class Bridge:
         # differ in dialect (what is sent), not in what their streams mean.
         chat = self.translate(call, call.candidates[0])
         translator = self.spoke.streamToHub(
-            chat, model=ex.model or call.model, stored=keep, reasoning_key=self.sealKey
+            chat,
+            response_id=rid,
+            model=ex.model or call.model,
+            stored=keep,
+            reasoning_key=self.sealKey,
         )
         stream = chat.client_stream
         adapter: StreamingAdapter | WholeAnswerAdapter = (
