@@ -65,7 +65,9 @@ def entry(slug: str, meta: CodexModel) -> dict[str, Any]:
         "model_messages": None,
         "supports_reasoning_summaries": bool(meta.reasoning_levels),
         "supports_reasoning_summary_parameter": bool(meta.reasoning_levels),
-        "default_reasoning_summary": "none",
+        # A reasoning model's thinking reaches Codex users only as summary
+        # text (raw reasoning is hidden by default): ask for it.
+        "default_reasoning_summary": "auto" if meta.reasoning_levels else "none",
         "support_verbosity": False,
         "default_verbosity": None,
         "apply_patch_tool_type": None if meta.apply_patch == "none" else meta.apply_patch,

@@ -41,6 +41,24 @@ class CatalogTests(SynchronousTestCase):
         self.assertEqual(entry["input_modalities"], ["text", "image"])
         self.assertIn("apply_patch", entry["base_instructions"])
 
+    def test_a_reasoning_model_asks_codex_for_summaries_and_a_plain_one_does_not(self) -> None:
+        """Codex shows a model's thinking only as summaries, and asks for them only if told."""
+        config = parse(
+            {
+                **ROUTES,
+                "models": [
+                    *ROUTES["models"],
+                    {"match": "chat", "upstream": "main", "codex": {"reasoning_levels": []}},
+                ],
+            },  # type: ignore[list-item]
+            "t.yaml",
+            {},
+        )
+        entries = {e["slug"]: e for e in catalog(config)["models"]}
+        self.assertEqual(entries["deepseek-coder"]["default_reasoning_summary"], "auto")
+        self.assertTrue(entries["deepseek-coder"]["supports_reasoning_summary_parameter"])
+        self.assertEqual(entries["chat"]["default_reasoning_summary"], "none")
+
     def test_models_route_serves_it_with_format_codex(self) -> None:
         h = Harness(parse(ROUTES, "t.yaml", {}))
         client = h.connect()
