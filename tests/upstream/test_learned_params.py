@@ -297,3 +297,50 @@ class RelayedRefusalTests(SynchronousTestCase):
 
 def _status_json(answer: tuple[int, bytes]) -> tuple[int, dict[bytes, bytes], bytes]:
     return answer[0], JSON, answer[1]
+
+
+class NewRequestFieldsTests(SynchronousTestCase):
+    """
+    Fields Codex keeps adding to its requests are not sent to a Chat
+    upstream that has no use for them: a strict one answers at once.
+    """
+
+    NEW = {
+        "prompt_cache_options": {"retention": "24h"},
+        "prompt_cache_key": "thread-1",
+        "service_tier": "priority",
+        "stream_options": {"include_obfuscation": False},
+        "client_metadata": {"x-codex-turn": "1"},
+        "include": ["reasoning.encrypted_content"],
+        "store": False,
+        "truncation": "auto",
+    }
+
+    def test_a_strict_upstream_answers_a_codex_request_with_new_fields_at_once(self) -> None:
+        # Chat has stream_options of its own (include_usage), which is sent.
+        refuses = (frozenset(self.NEW) - {"stream_options"}) | {"reasoning", "input"}
+        served = _Served(Dialect("strict", "m", refuses=refuses, refusal="pydantic"))
+        body = dict(
+            TURN,
+            **self.NEW,
+            reasoning={"summary": "auto", "context": "all"},
+            input=[
+                {
+                    "type": "message",
+                    "role": "user",
+                    "content": [
+                        {"type": "input_text", "text": "hi", "cache_control": {"type": "x"}}
+                    ],
+                }
+            ],
+        )
+        status, raw = served.post(body)
+        self.assertEqual(status, 200, raw)
+        [sent] = served.fake.received
+        self.assertEqual(set(sent) & refuses, set())
+        self.assertEqual(
+            sent["messages"],
+            [{"role": "user", "content": "hi"}],  # cache_control left behind
+        )
+        self.assertEqual(sent["stream_options"], {"include_usage": True})
+        self.assertEqual(served.health()["refused_params"], [])
