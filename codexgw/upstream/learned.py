@@ -50,9 +50,10 @@ _PATTERNS = [
     re.compile(rf"unsupported param(?:eter)?s?\s*:?\s*{_Q}({_NAME}){_Q}", re.I),
     # OpenAI, Azure: "Unrecognized request argument supplied: foo"
     re.compile(rf"unrecognized (?:request )?arguments? supplied\s*:?\s*{_Q}({_NAME}){_Q}", re.I),
-    # serde (DeepSeek and other Rust servers), Go's DisallowUnknownFields (Ollama):
-    # "unknown field `foo`, expected one of ...", 'json: unknown field "foo"'
-    re.compile(rf"unknown (?:field|parameter|argument)s?\s*:?\s*{_Q}({_NAME}){_Q}", re.I),
+    # serde (DeepSeek and other Rust servers), Go's DisallowUnknownFields (Ollama),
+    # Gemini's OpenAI endpoint: "unknown field `foo`, expected one of ...",
+    # 'json: unknown field "foo"', 'Unknown name "foo": Cannot find field.'
+    re.compile(rf"unknown (?:field|parameter|argument|name)s?\s*:?\s*{_Q}({_NAME}){_Q}", re.I),
     # Groq: "property 'foo' is unsupported"
     re.compile(rf"property {_Q}({_NAME}){_Q} is (?:unsupported|not supported)", re.I),
     # "'foo' is not a supported parameter", "Parameter 'foo' is not supported"

@@ -42,6 +42,37 @@ class RefusedParameterTests(SynchronousTestCase):
             status, body = refusal(style, "stream_options")
             self.assertEqual(refusedParameter(status, body, SENT), "stream_options", style)
 
+    def test_other_providers_words(self) -> None:
+        gemini = orjson.dumps(
+            [
+                {
+                    "error": {
+                        "code": 400,
+                        "message": 'Invalid JSON payload received. Unknown name "stream_options": '
+                        "Cannot find field.",
+                        "status": "INVALID_ARGUMENT",
+                    }
+                }
+            ]
+        )
+        groq = b'{"error": {"message": "property \'stream_options\' is unsupported"}}'
+        mistral = orjson.dumps(
+            {
+                "object": "error",
+                "message": {
+                    "detail": [
+                        {
+                            "type": "extra_forbidden",
+                            "loc": ["body", "stream_options"],
+                            "msg": "Extra inputs are not permitted",
+                        }
+                    ]
+                },
+            }
+        )
+        for status, body in ((400, gemini), (400, groq), (422, mistral)):
+            self.assertEqual(refusedParameter(status, body, SENT), "stream_options", body)
+
     def test_only_a_top_level_key_of_what_was_sent_is_named(self) -> None:
         for style in REFUSALS:
             status, body = refusal(style, "logprobs")
