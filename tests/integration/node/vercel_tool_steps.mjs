@@ -1,0 +1,39 @@
+// The Vercel AI SDK: generateText with a tool and several steps, the openai
+// provider on its defaults (the Responses API, store: true).
+import { baseURL, report, require } from "./sdks.mjs";
+
+const { generateText, tool, stepCountIs } = require("ai");
+const { createOpenAI } = require("@ai-sdk/openai");
+const { z } = require("zod");
+
+const openai = createOpenAI({ baseURL: baseURL(), apiKey: "client-key" });
+const calls = [];
+const result = await generateText({
+  model: openai("fake-model"),
+  maxRetries: 0,
+  prompt: "What is the weather in Paris?",
+  tools: {
+    weather: tool({
+      description: "The current weather in a city",
+      inputSchema: z.object({ city: z.string() }),
+      execute: async ({ city }) => {
+        calls.push(city);
+        return { city, temperature: 21, sky: "clear" };
+      },
+    }),
+  },
+  stopWhen: stepCountIs(5),
+});
+report({
+  text: result.text,
+  finish_reason: result.finishReason,
+  executed: calls,
+  steps: result.steps.map((step) => ({
+    finish_reason: step.finishReason,
+    text: step.text,
+    tool_calls: step.toolCalls.map((c) => ({ id: c.toolCallId, name: c.toolName, input: c.input })),
+    tool_results: step.toolResults.map((r) => ({ id: r.toolCallId, name: r.toolName, output: r.output })),
+    response_id: step.response.id,
+  })),
+  usage: result.totalUsage,
+});
