@@ -29,11 +29,14 @@ from codexgw.dialects.chat.tools import (
     CUSTOM,
     FUNCTION,
     LOCAL_SHELL,
+    TOOL_SEARCH,
     ToolMap,
     custom_arguments,
     local_shell_arguments,
     map_tool_choice,
     map_tools,
+    revealed_tools,
+    tool_search_result,
 )
 from codexgw.dialects.responses.validate import check_create
 from codexgw.errors import InvalidRequest
@@ -102,7 +105,7 @@ def responses_to_chat(
     if not isinstance(model, str) or not model:
         raise InvalidRequest("model must be a non-empty string", param="model")
 
-    mapped = map_tools(body.get("tools"), dialect)
+    mapped = map_tools(body.get("tools"), dialect, revealed=revealed_tools(body.get("input")))
     messages = _messages(body, dialect, mapped.tool_map, reasoning_key)
 
     chat: dict[str, Any] = {"model": model, "messages": messages, "stream": True}
@@ -529,6 +532,35 @@ def _output(b: _Builder, item: dict[str, Any], where: str) -> None:
     b.images += images
 
 
+def _tool_search_call(b: _Builder, item: dict[str, Any], where: str) -> None:
+    """A C{tool_search_call} as a call of the C{tool_search} function."""
+    call_id = item.get("call_id")
+    if not isinstance(call_id, str) or not call_id:
+        raise InvalidRequest(
+            f"{where}.call_id must be a non-empty string", param=f"{where}.call_id"
+        )
+    args = item.get("arguments")
+    arguments = args if isinstance(args, str) else orjson.dumps(args or {}).decode("utf-8")
+    name = b.tool_map.upstream_name(TOOL_SEARCH, TOOL_SEARCH)
+    b.call({"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}})
+
+
+def _tool_search_output(b: _Builder, item: dict[str, Any], where: str) -> None:
+    """
+    A C{tool_search_output} as the C{tool_search} call's result: the names
+    of the tools it revealed, which the request's C{tools} now carries.
+    """
+    call_id = item.get("call_id")
+    if not isinstance(call_id, str) or not call_id:
+        raise InvalidRequest(
+            f"{where}.call_id must be a non-empty string", param=f"{where}.call_id"
+        )
+    tools = item.get("tools")
+    content = tool_search_result(tools if isinstance(tools, list) else [], b.tool_map)
+    b.assistant = None
+    b.messages.append({"role": "tool", "tool_call_id": call_id, "content": content})
+
+
 def _reasoning(b: _Builder, item: dict[str, Any], where: str) -> None:
     """
     Our own sealed reasoning goes back where the dialect asks for it;
@@ -551,5 +583,7 @@ _RULES = {
     "function_call_output": _output,
     "custom_tool_call_output": _output,
     "local_shell_call_output": _output,
+    "tool_search_call": _tool_search_call,
+    "tool_search_output": _tool_search_output,
     "reasoning": _reasoning,
 }

@@ -33,7 +33,14 @@ import orjson
 from zope.interface import implementer
 
 from codexgw.dialects.chat.errors import error_code, error_fields
-from codexgw.dialects.chat.tools import CUSTOM, FUNCTION, custom_input, local_shell_action
+from codexgw.dialects.chat.tools import (
+    CUSTOM,
+    FUNCTION,
+    TOOL_SEARCH,
+    custom_input,
+    local_shell_action,
+    tool_search_arguments,
+)
 from codexgw.dialects.interfaces import IStreamTranslator
 
 if TYPE_CHECKING:
@@ -756,6 +763,10 @@ class ChatToResponses:
                 item["namespace"] = target.namespace
             call.item = item
             call.output_index = self._add(dict(item), events)
+        elif target.kind == TOOL_SEARCH:
+            # A tool_search_call has no delta events and its arguments are
+            # a JSON value: it is added and done together at close.
+            call.item = {"id": self._id("tsc"), "type": "tool_search_call"}
         else:
             # local_shell_call has no delta events and needs its action in
             # the added item: it is added and done together at close.
@@ -792,6 +803,12 @@ class ChatToResponses:
                 event["delta" if kind == "delta" else "input"] = text
                 events.append(event)
             item["input"] = text
+        elif call.kind == TOOL_SEARCH:
+            item["call_id"] = call.call_id
+            item["execution"] = "client"
+            item["arguments"] = tool_search_arguments(arguments)
+            item["status"] = status
+            call.output_index = self._add(dict(item), events)
         else:
             item["call_id"] = call.call_id
             item["action"] = local_shell_action(arguments)

@@ -6,7 +6,10 @@ A Chat upstream knows only C{function} tools named C{^[a-zA-Z0-9_-]{1,64}$}.
 The Responses API also has C{namespace} tools (groups of functions whose
 calls must come back with C{name} + C{namespace}), C{custom} freeform tools
 (whose calls carry a raw C{input} string), C{local_shell}, and hosted tools
-that only OpenAI can run. Each client tool becomes one flat function here,
+that only OpenAI can run. A client-executed C{tool_search} (the Codex CLI's
+door to its deferred MCP tools) is a function too, and the tools its
+C{tool_search_output} items revealed are added to the request's own, so the
+upstream can call them. Each client tool becomes one flat function here,
 and L{ToolMap} remembers how to turn a call of that flat name back into what
 the client expects. The map is rebuilt from the request alone, so no server
 state is needed between a request and its stream.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -31,6 +35,7 @@ NAMESPACE_SEPARATOR = "__"
 FUNCTION = "function"
 CUSTOM = "custom"
 LOCAL_SHELL = "local_shell"
+TOOL_SEARCH = "tool_search"
 
 LOCAL_SHELL_PARAMETERS: dict[str, Any] = {
     "type": "object",
@@ -49,13 +54,23 @@ LOCAL_SHELL_PARAMETERS: dict[str, Any] = {
 
 _EMPTY_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
 
+TOOL_SEARCH_PARAMETERS: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "query": {"type": "string", "description": "Search query for deferred tools."},
+        "limit": {"type": "number", "description": "Maximum number of tools to return."},
+    },
+    "required": ["query"],
+    "additionalProperties": False,
+}
+
 
 @attrs.frozen
 class ToolTarget:
     """
     What a flat upstream function name stands for on the client's side.
 
-    @ivar kind: L{FUNCTION}, L{CUSTOM} or L{LOCAL_SHELL}.
+    @ivar kind: L{FUNCTION}, L{CUSTOM}, L{LOCAL_SHELL} or L{TOOL_SEARCH}.
     @ivar name: the client's own tool name (the nested name for a namespace).
     @ivar namespace: the namespace tool's name, or L{None}.
     """
@@ -130,14 +145,43 @@ def _hashed(raw: str) -> str:
     return f"{base}_{digest}"
 
 
-def map_tools(tools: object, dialect: ChatDialect, *, param: str = "tools") -> MappedTools:
+def revealed_tools(items: object) -> list[tuple[str, list[Any]]]:
+    """
+    The tools each C{tool_search_output} item of a request's C{input}
+    revealed, with where they were found: once revealed, a tool stays
+    callable for the rest of the conversation, as with OpenAI.
+    """
+    found: list[tuple[str, list[Any]]] = []
+    if not isinstance(items, list):
+        return found
+    for i, item in enumerate(items):
+        if isinstance(item, dict) and item.get("type") == "tool_search_output":
+            tools = item.get("tools")
+            where = f"input[{i}].tools"
+            if not isinstance(tools, list):
+                raise InvalidRequest(f"{where} must be an array", param=where)
+            found.append((where, tools))
+    return found
+
+
+def map_tools(
+    tools: object,
+    dialect: ChatDialect,
+    *,
+    param: str = "tools",
+    revealed: Sequence[tuple[str, list[Any]]] = (),
+) -> MappedTools:
     """
     Turn a Responses C{tools} array into Chat functions plus a L{ToolMap}.
 
+    @param revealed: the tools C{tool_search_output} items revealed, as
+        L{revealed_tools} finds them: mapped after C{tools}, each tool once.
     @raise InvalidRequest: a tool is not an object or lacks a valid name.
     """
-    if tools is None:
+    if tools is None and not revealed:
         return MappedTools([], ToolMap(), [])
+    if tools is None:
+        tools = []
     if not isinstance(tools, list):
         raise InvalidRequest(f"{param} must be an array", param=param)
     out: list[dict[str, Any]] = []
@@ -146,6 +190,9 @@ def map_tools(tools: object, dialect: ChatDialect, *, param: str = "tools") -> M
     dropped: list[str] = []
 
     def add(target: ToolTarget, function: dict[str, Any]) -> None:
+        if (target.kind, target.namespace, target.name) in names:
+            # Revealed again by a later search, or offered and revealed.
+            return
         flat = flat_name(target.name, target.namespace)
         if flat in targets and targets[flat] != target:
             flat = _hashed(f"{target.kind}:{target.namespace or ''}:{target.name}")
@@ -154,8 +201,7 @@ def map_tools(tools: object, dialect: ChatDialect, *, param: str = "tools") -> M
         function["name"] = flat
         out.append({"type": "function", "function": function})
 
-    for i, tool in enumerate(tools):
-        where = f"{param}[{i}]"
+    def one(tool: object, where: str) -> None:
         if not isinstance(tool, dict):
             raise InvalidRequest(f"{where} must be an object", param=where)
         kind = tool.get("type")
@@ -171,6 +217,8 @@ def map_tools(tools: object, dialect: ChatDialect, *, param: str = "tools") -> M
                     "parameters": LOCAL_SHELL_PARAMETERS,
                 },
             )
+        elif kind == TOOL_SEARCH and tool.get("execution") == "client":
+            add(ToolTarget(TOOL_SEARCH, TOOL_SEARCH), _tool_search_function(tool, where))
         elif kind == "namespace":
             namespace = _name(tool, where)
             nested = tool.get("tools")
@@ -191,12 +239,18 @@ def map_tools(tools: object, dialect: ChatDialect, *, param: str = "tools") -> M
                 else:
                     dropped.append(f"namespace.{inner_kind}")
         elif isinstance(kind, str):
-            # Hosted tools (web_search, file_search, code_interpreter,
-            # tool_search, image_generation, computer_use_preview, mcp…)
+            # Hosted tools (web_search, file_search, code_interpreter, a
+            # server-side tool_search, image_generation, computer_use_preview, mcp…)
             # run on OpenAI's side; a Chat upstream cannot run them.
             dropped.append(kind)
         else:
             raise InvalidRequest(f"{where}.type must be a string", param=f"{where}.type")
+
+    for i, tool in enumerate(tools):
+        one(tool, f"{param}[{i}]")
+    for where, found in revealed:
+        for i, tool in enumerate(found):
+            one(tool, f"{where}[{i}]")
     return MappedTools(out, ToolMap(targets, names), dropped)
 
 
@@ -222,6 +276,25 @@ def _function(tool: dict[str, Any], where: str, dialect: ChatDialect) -> dict[st
     if dialect.supports_strict and isinstance(strict, bool):
         function["strict"] = strict
     return function
+
+
+def _tool_search_function(tool: dict[str, Any], where: str) -> dict[str, Any]:
+    """
+    A client-executed C{tool_search} as a function of its own parameters
+    (the Codex CLI's: C{query}, C{limit}); the client runs the search.
+    """
+    parameters = tool.get("parameters")
+    if parameters is None:
+        parameters = TOOL_SEARCH_PARAMETERS
+    elif not isinstance(parameters, dict):
+        raise InvalidRequest(f"{where}.parameters must be an object", param=f"{where}.parameters")
+    description = tool.get("description")
+    return {
+        "description": description
+        if isinstance(description, str) and description
+        else "Search for more tools; the ones found become callable.",
+        "parameters": parameters,
+    }
 
 
 def _custom_function(tool: dict[str, Any]) -> dict[str, Any]:
@@ -340,3 +413,49 @@ def local_shell_action(arguments: str) -> dict[str, Any]:
         else None,
     }
     return action
+
+
+def tool_search_arguments(arguments: str) -> object:
+    """
+    A C{tool_search_call}'s C{arguments} (a JSON value, not a string) from
+    the upstream's: an object, or C{{"query": text}} for anything else.
+    """
+    try:
+        value = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        value = None
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str):
+        return {"query": value}
+    return {"query": arguments}
+
+
+def tool_search_result(tools: list[Any], tool_map: ToolMap) -> str:
+    """
+    The C{tool} message for a C{tool_search_output}: the revealed tools by
+    the names the upstream calls them under (their definitions are in the
+    request's C{tools}).
+    """
+    found: list[dict[str, str]] = []
+
+    def one(tool: object, namespace: str | None) -> None:
+        if not isinstance(tool, dict):
+            return
+        kind = tool.get("type")
+        name = tool.get("name")
+        if kind == "namespace" and isinstance(name, str):
+            for inner in tool.get("tools") or []:
+                one(inner, name)
+        elif kind in (FUNCTION, CUSTOM) and isinstance(name, str):
+            entry = {"name": tool_map.upstream_name(kind, name, namespace)}
+            description = tool.get("description")
+            if isinstance(description, str) and description:
+                entry["description"] = description
+            found.append(entry)
+
+    for tool in tools:
+        one(tool, None)
+    if not found:
+        return "No tools were found."
+    return orjson.dumps({"tools_loaded": found}).decode("utf-8")

@@ -66,7 +66,10 @@ HOSTED_TOOLS = frozenset(
         "web_search_preview_2025_03_11",
     }
 )
-"""Tools a Chat upstream cannot run: the bridge drops them, logged and counted."""
+"""
+Tools a Chat upstream cannot run: the bridge drops them, logged and counted
+(all but a C{tool_search} with C{execution: "client"}, which the client runs).
+"""
 
 TOOL_TYPES = FUNCTION_TOOLS | HOSTED_TOOLS
 
@@ -311,9 +314,20 @@ _NAMESPACE = fields(
 )
 
 
+_TOOL_SEARCH = fields(
+    {
+        "execution": optional(one_of("server", "client")),
+        "description": optional(string),
+        "parameters": optional(json_object),
+    }
+)
+"""C{tool_search}: a client-executed one becomes a function for a Chat upstream."""
+
+
 def _tools(bridged: bool) -> Check:
     variants: dict[str, Check] = dict.fromkeys(HOSTED_TOOLS, anything)
     variants.update(function=_FUNCTION, custom=_CUSTOM, namespace=_NAMESPACE, local_shell=anything)
+    variants["tool_search"] = _TOOL_SEARCH
     return array(tagged(variants, open_types=not bridged))
 
 

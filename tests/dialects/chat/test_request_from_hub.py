@@ -111,7 +111,7 @@ class CodexRequestTests(SynchronousTestCase):
         self.assertEqual(call["function"]["name"], "apply_patch")
         self.assertEqual(json.loads(call["function"]["arguments"])["input"][:15], "*** Begin Patch")
         self.assertEqual(tool["tool_call_id"], "call_mock_2")
-        self.assertEqual(sorted(request.dropped_tools), ["tool_search", "web_search"])
+        self.assertEqual(sorted(request.dropped_tools), ["web_search"])
 
     def test_image_detail_original_is_mapped_and_json_schema_becomes_response_format(self) -> None:
         body = chat(codex_request("image-and-output-schema"))
