@@ -182,6 +182,16 @@ def chats(live: LiveGateway) -> list[Any]:
     return [r.body for r in live.upstream.received if r.path == b"/v1/chat/completions"]
 
 
+def references(sent: Any) -> list[str]:
+    """The ids of the C{item_reference} items in a Responses request the SDK sent."""
+    return [i["id"] for i in sent["body"]["input"] if i.get("type") == "item_reference"]
+
+
+def outputIds(output: list[Any], kind: str) -> list[str]:
+    """The ids of a response's output items of one type."""
+    return [item["id"] for item in output if item["type"] == kind]
+
+
 def contentText(content: Any) -> str:
     """A Chat message's content as text, whether a string or a list of parts."""
     if isinstance(content, list):
@@ -203,9 +213,11 @@ class OpenAINodeSDKTests(TestCase):
         self.assertEqual(out["output_text"], answer)
         self.assertEqual(out["deltas"], answer)
         self.assertEqual(out["output_types"], ["reasoning", "message"])
-        # The thinking arrives as a summary (asked for) or as reasoning text.
-        self.assertIn(thought, out["reasoning_summary"] + out["reasoning_content"])
-        self.assertIn(thought, out["reasoning_deltas"])
+        # The thinking arrives as the summary asked for, and as reasoning text.
+        self.assertEqual(out["reasoning_summary"], thought)
+        self.assertEqual(out["summary_deltas"], thought)
+        self.assertEqual(out["reasoning_content"], thought)
+        self.assertEqual(out["reasoning_deltas"], thought)
         self.assertEqual(out["events"][0], "response.created")
         self.assertEqual(out["events"][-1], "response.completed")
         self.assertIn("response.output_text.done", out["events"])
@@ -216,14 +228,39 @@ class OpenAINodeSDKTests(TestCase):
         self.assertIn("Why is the sky blue?", contentText(chat["messages"][-1]["content"]))
 
 
+WEATHER = {"city": "Paris", "temperature": 21, "sky": "clear"}
+TWO_TURNS = [
+    ("user", "My name is Ada. Say hello."),
+    ("assistant", "Hello, Ada!"),
+    ("user", "What is my name?"),
+]
+
+
+def chatTurn(request: Any) -> list[tuple[str, str]]:
+    """A Chat request's conversation (system messages aside) as (role, text)."""
+    return [
+        (m["role"], contentText(m.get("content")))
+        for m in request["messages"]
+        if m["role"] != "system"
+    ]
+
+
 class VercelAISDKTests(TestCase):
     timeout = 180
 
-    async def test_generate_text_runs_a_tool_over_several_steps(self) -> None:
+    async def runToolSteps(self, reasoning: tuple[str, str] = ("", "")) -> tuple[Any, LiveGateway]:
+        """
+        Run C{generateText} with the weather tool against an upstream that
+        calls it, then answers; check what every SDK step saw and what the
+        upstream was sent, and return the script's report.
+        """
         live = liveWithStore(self)
         live.upstream.script += [
-            reply(toolCall=("call_weather_1", "weather", orjson.dumps({"city": "Paris"}).decode())),
-            reply(text="It is 21 degrees and clear in Paris."),
+            reply(
+                reasoning=reasoning[0],
+                toolCall=("call_weather_1", "weather", orjson.dumps({"city": "Paris"}).decode()),
+            ),
+            reply(reasoning=reasoning[1], text="It is 21 degrees and clear in Paris."),
         ]
         out = await runNode(self, "vercel_tool_steps.mjs", live.base)
 
@@ -236,90 +273,91 @@ class VercelAISDKTests(TestCase):
             [{"id": "call_weather_1", "name": "weather", "input": {"city": "Paris"}}],
         )
         self.assertEqual(
-            first["tool_results"][0]["output"], {"city": "Paris", "temperature": 21, "sky": "clear"}
+            first["tool_results"],
+            [{"id": "call_weather_1", "name": "weather", "output": WEATHER}],
         )
         self.assertEqual(second["finish_reason"], "stop")
         self.assertEqual(second["text"], "It is 21 degrees and clear in Paris.")
+        self.assertEqual([s["status"] for s in out["sent"]], [200, 200])
+        # The SDK's second step sends the call and its output inline.
+        kinds = [i.get("type") for i in out["sent"][1]["body"]["input"]]
+        self.assertIn("function_call", kinds)
+        self.assertIn("function_call_output", kinds)
 
         requests = chats(live)
         self.assertEqual(len(requests), 2)
         self.assertEqual([t["function"]["name"] for t in requests[0]["tools"]], ["weather"])
         # The second step's request carries the call and its result.
         messages = requests[1]["messages"]
-        [assistant] = [m for m in messages if m.get("tool_calls")]
-        self.assertEqual(assistant["tool_calls"][0]["id"], "call_weather_1")
-        self.assertEqual(assistant["tool_calls"][0]["function"]["name"], "weather")
-        self.assertEqual(
-            orjson.loads(assistant["tool_calls"][0]["function"]["arguments"]), {"city": "Paris"}
-        )
-        [result] = [m for m in messages if m.get("role") == "tool"]
-        self.assertEqual(result["tool_call_id"], "call_weather_1")
-        self.assertEqual(
-            orjson.loads(contentText(result["content"])),
-            {"city": "Paris", "temperature": 21, "sky": "clear"},
-        )
-        self.assertLess(messages.index(assistant), messages.index(result))
-        self.assertIn(
-            "weather in Paris",
-            contentText(messages[0 if messages[0]["role"] == "user" else 1]["content"]),
-        )
+        turn = [m for m in messages if m["role"] != "system"]
+        self.assertEqual([m["role"] for m in turn], ["user", "assistant", "tool"])
+        self.assertIn("weather in Paris", contentText(turn[0]["content"]))
+        [call] = turn[1]["tool_calls"]
+        self.assertEqual((call["id"], call["function"]["name"]), ("call_weather_1", "weather"))
+        self.assertEqual(orjson.loads(call["function"]["arguments"]), {"city": "Paris"})
+        self.assertEqual(turn[2]["tool_call_id"], "call_weather_1")
+        self.assertEqual(orjson.loads(contentText(turn[2]["content"])), WEATHER)
+        return out, live
+
+    async def test_generate_text_runs_a_tool_over_several_steps(self) -> None:
+        out, live = await self.runToolSteps()
+        # Nothing to refer to: a tool call goes inline.
+        self.assertEqual(references(out["sent"][1]), [])
+
+    async def test_generate_text_tool_steps_on_a_reasoning_upstream(self) -> None:
+        out, live = await self.runToolSteps(("I should look the weather up.", "Now answer."))
+        # The first step's reasoning item goes back by reference (store: true),
+        # resolved by the gateway from its store: the step succeeded.
+        first = out["steps"][0]
+        self.assertEqual([item["type"] for item in first["output"]], ["reasoning", "function_call"])
+        self.assertEqual(references(out["sent"][1]), outputIds(first["output"], "reasoning"))
+        self.assertEqual(len(references(out["sent"][1])), 1)
 
     async def test_two_turn_chat_replays_the_first_turns_messages(self) -> None:
         live = liveWithStore(self)
-        live.upstream.script += [
-            reply(text="Hello, Ada!"),
-            reply(text="Your name is Ada."),
-        ]
+        live.upstream.script += [reply(text="Hello, Ada!"), reply(text="Your name is Ada.")]
         out = await runNode(self, "vercel_two_turns.mjs", live.base)
 
         first, second = out["turns"]
         self.assertEqual(first["text"], "Hello, Ada!")
         self.assertEqual(second["text"], "Your name is Ada.")
         self.assertNotEqual(first["response_id"], second["response_id"])
+        # The SDK replays its answer as an item_reference to the first response's message.
+        self.assertEqual(references(out["sent"][0]), [])
+        self.assertEqual(references(out["sent"][1]), outputIds(first["output"], "message"))
+        self.assertEqual(len(references(out["sent"][1])), 1)
 
         requests = chats(live)
         self.assertEqual(len(requests), 2)
+        self.assertEqual(chatTurn(requests[0]), TWO_TURNS[:1])
         # The second turn's request carries the whole first turn, the
         # assistant's answer resolved from the item_reference the SDK sent.
-        turn = [
-            (m["role"], contentText(m.get("content")))
-            for m in requests[1]["messages"]
-            if m["role"] != "system"
-        ]
-        self.assertEqual(
-            turn,
-            [
-                ("user", "My name is Ada. Say hello."),
-                ("assistant", "Hello, Ada!"),
-                ("user", "What is my name?"),
-            ],
-        )
+        self.assertEqual(chatTurn(requests[1]), TWO_TURNS)
 
     async def test_two_turn_chat_with_a_reasoning_upstream(self) -> None:
         live = liveWithStore(self)
+        thoughts = ("The user says their name is Ada.", "They told me before.")
         live.upstream.script += [
-            reply(reasoning="The user says their name is Ada.", text="Hello, Ada!"),
-            reply(reasoning="They told me before.", text="Your name is Ada."),
+            reply(reasoning=thoughts[0], text="Hello, Ada!"),
+            reply(reasoning=thoughts[1], text="Your name is Ada."),
         ]
         out = await runNode(self, "vercel_two_turns.mjs", live.base)
 
         first, second = out["turns"]
         self.assertEqual(first["text"], "Hello, Ada!")
-        self.assertIn("The user says their name is Ada.", first["reasoning"] or "")
         self.assertEqual(second["text"], "Your name is Ada.")
-        self.assertIn("They told me before.", second["reasoning"] or "")
+        # The thinking is a reasoning item's reasoning_text; no summary, as
+        # none was asked for (the SDK, which shows only summaries, has none).
+        for turn, thought in zip((first, second), thoughts, strict=True):
+            self.assertEqual([item["type"] for item in turn["output"]], ["reasoning", "message"])
+            [reasoning] = [item for item in turn["output"] if item["type"] == "reasoning"]
+            self.assertEqual(reasoning["content"], [{"type": "reasoning_text", "text": thought}])
+            self.assertEqual(reasoning["summary"], [])
+        # Both the reasoning item and the message go back by reference.
+        self.assertEqual(
+            references(out["sent"][1]),
+            outputIds(first["output"], "reasoning") + outputIds(first["output"], "message"),
+        )
         requests = chats(live)
         self.assertEqual(len(requests), 2)
-        turn = [
-            (m["role"], contentText(m.get("content")))
-            for m in requests[1]["messages"]
-            if m["role"] != "system"
-        ]
-        self.assertEqual(
-            turn,
-            [
-                ("user", "My name is Ada. Say hello."),
-                ("assistant", "Hello, Ada!"),
-                ("user", "What is my name?"),
-            ],
-        )
+        self.assertEqual(chatTurn(requests[1]), TWO_TURNS)

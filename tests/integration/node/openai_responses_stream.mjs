@@ -12,13 +12,13 @@ const stream = client.responses.stream({
 });
 const events = [];
 let deltas = "";
+let summaryDeltas = "";
 let reasoningDeltas = "";
 for await (const event of stream) {
   events.push(event.type);
   if (event.type === "response.output_text.delta") deltas += event.delta;
-  if (event.type === "response.reasoning_summary_text.delta" || event.type === "response.reasoning_text.delta") {
-    reasoningDeltas += event.delta;
-  }
+  if (event.type === "response.reasoning_summary_text.delta") summaryDeltas += event.delta;
+  if (event.type === "response.reasoning_text.delta") reasoningDeltas += event.delta;
 }
 const final = await stream.finalResponse();
 const reasoning = final.output.filter((item) => item.type === "reasoning");
@@ -30,6 +30,7 @@ report({
   reasoning_summary: reasoning.flatMap((r) => (r.summary || []).map((s) => s.text)).join(""),
   reasoning_content: reasoning.flatMap((r) => (r.content || []).map((c) => c.text)).join(""),
   deltas,
+  summary_deltas: summaryDeltas,
   reasoning_deltas: reasoningDeltas,
   events,
   usage: final.usage,

@@ -20,3 +20,14 @@ export function baseURL() {
 export function report(value) {
   process.stdout.write(JSON.stringify(value) + "\n");
 }
+
+// A fetch that keeps each request's JSON body (and the answer's status), so
+// the script can report what the SDK itself sent.
+export function recordingFetch(sent) {
+  return async (url, init) => {
+    const body = init?.body ? JSON.parse(init.body) : null;
+    const response = await fetch(url, init);
+    sent.push({ url: String(url), status: response.status, body });
+    return response;
+  };
+}

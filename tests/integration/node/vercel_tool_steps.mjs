@@ -1,12 +1,13 @@
 // The Vercel AI SDK: generateText with a tool and several steps, the openai
 // provider on its defaults (the Responses API, store: true).
-import { baseURL, report, require } from "./sdks.mjs";
+import { baseURL, recordingFetch, report, require } from "./sdks.mjs";
 
 const { generateText, tool, stepCountIs } = require("ai");
 const { createOpenAI } = require("@ai-sdk/openai");
 const { z } = require("zod");
 
-const openai = createOpenAI({ baseURL: baseURL(), apiKey: "client-key" });
+const sent = [];
+const openai = createOpenAI({ baseURL: baseURL(), apiKey: "client-key", fetch: recordingFetch(sent) });
 const calls = [];
 const result = await generateText({
   model: openai("fake-model"),
@@ -25,6 +26,7 @@ const result = await generateText({
   stopWhen: stepCountIs(5),
 });
 report({
+  sent,
   text: result.text,
   finish_reason: result.finishReason,
   executed: calls,
@@ -34,6 +36,8 @@ report({
     tool_calls: step.toolCalls.map((c) => ({ id: c.toolCallId, name: c.toolName, input: c.input })),
     tool_results: step.toolResults.map((r) => ({ id: r.toolCallId, name: r.toolName, output: r.output })),
     response_id: step.response.id,
+    // The Responses API's own output items, as the gateway sent them.
+    output: step.response.body?.output ?? null,
   })),
   usage: result.totalUsage,
 });
