@@ -126,6 +126,7 @@ class CodexModel:
     )
     images: bool = False
     parallel_tool_calls: bool = True
+    search_tool: bool = False
     base_instructions_file: str | None = attrs.field(default=None, metadata=spec(emptyIsNone=True))
 
 

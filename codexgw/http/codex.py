@@ -83,7 +83,9 @@ def entry(slug: str, meta: CodexModel) -> dict[str, Any]:
         "prefer_websockets": False,
         "use_responses_lite": False,
         "supports_reasoning_effort_updates": False,
-        "supports_search_tool": False,
+        # Codex then hides MCP tools behind its client-run tool_search,
+        # which the bridge offers the upstream as a function.
+        "supports_search_tool": meta.search_tool,
     }
 
 
