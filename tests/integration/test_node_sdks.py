@@ -248,16 +248,20 @@ def chatTurn(request: Any) -> list[tuple[str, str]]:
 class VercelAISDKTests(TestCase):
     timeout = 180
 
-    async def runToolSteps(self, reasoning: tuple[str, str] = ("", "")) -> tuple[Any, LiveGateway]:
+    async def runToolSteps(
+        self, reasoning: tuple[str, str] = ("", ""), preamble: str = ""
+    ) -> tuple[Any, LiveGateway]:
         """
         Run C{generateText} with the weather tool against an upstream that
-        calls it, then answers; check what every SDK step saw and what the
-        upstream was sent, and return the script's report.
+        calls it (after C{reasoning[0]} and saying C{preamble}), then answers;
+        check what every SDK step saw and what the upstream was sent, and
+        return the script's report.
         """
         live = liveWithStore(self)
         live.upstream.script += [
             reply(
                 reasoning=reasoning[0],
+                text=preamble,
                 toolCall=("call_weather_1", "weather", orjson.dumps({"city": "Paris"}).decode()),
             ),
             reply(reasoning=reasoning[1], text="It is 21 degrees and clear in Paris."),
@@ -268,6 +272,7 @@ class VercelAISDKTests(TestCase):
         self.assertEqual(out["executed"], ["Paris"])
         first, second = out["steps"]
         self.assertEqual(first["finish_reason"], "tool-calls")
+        self.assertEqual(first["text"], preamble)
         self.assertEqual(
             first["tool_calls"],
             [{"id": "call_weather_1", "name": "weather", "input": {"city": "Paris"}}],
@@ -279,6 +284,7 @@ class VercelAISDKTests(TestCase):
         self.assertEqual(second["finish_reason"], "stop")
         self.assertEqual(second["text"], "It is 21 degrees and clear in Paris.")
         self.assertEqual([s["status"] for s in out["sent"]], [200, 200])
+        self.assertEqual((out["usage"]["inputTokens"], out["usage"]["outputTokens"]), (22, 14))
         # The SDK's second step sends the call and its output inline.
         kinds = [i.get("type") for i in out["sent"][1]["body"]["input"]]
         self.assertIn("function_call", kinds)
@@ -292,6 +298,7 @@ class VercelAISDKTests(TestCase):
         turn = [m for m in messages if m["role"] != "system"]
         self.assertEqual([m["role"] for m in turn], ["user", "assistant", "tool"])
         self.assertIn("weather in Paris", contentText(turn[0]["content"]))
+        self.assertEqual(contentText(turn[1].get("content")), preamble)
         [call] = turn[1]["tool_calls"]
         self.assertEqual((call["id"], call["function"]["name"]), ("call_weather_1", "weather"))
         self.assertEqual(orjson.loads(call["function"]["arguments"]), {"city": "Paris"})
@@ -312,6 +319,21 @@ class VercelAISDKTests(TestCase):
         self.assertEqual([item["type"] for item in first["output"]], ["reasoning", "function_call"])
         self.assertEqual(references(out["sent"][1]), outputIds(first["output"], "reasoning"))
         self.assertEqual(len(references(out["sent"][1])), 1)
+
+    async def test_generate_text_tool_step_that_also_says_something(self) -> None:
+        out, live = await self.runToolSteps(
+            ("I should look the weather up.", ""), preamble="Let me check the weather."
+        )
+        # The reasoning and the text go back by reference, the call inline;
+        # the gateway rebuilds the one assistant message they were.
+        first = out["steps"][0]
+        self.assertEqual(
+            [item["type"] for item in first["output"]], ["reasoning", "message", "function_call"]
+        )
+        self.assertEqual(
+            references(out["sent"][1]),
+            outputIds(first["output"], "reasoning") + outputIds(first["output"], "message"),
+        )
 
     async def test_two_turn_chat_replays_the_first_turns_messages(self) -> None:
         live = liveWithStore(self)
