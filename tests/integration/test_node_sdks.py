@@ -63,10 +63,11 @@ class _Collect(ProcessProtocol):
         self.ended.callback(getattr(reason.value, "exitCode", -1) or 0)
 
 
-async def runNode(test: TestCase, script: str, base: str, timeout: float = 60) -> Any:
+async def runNode(test: TestCase, script: str, base: str, *args: str, timeout: float = 60) -> Any:
     """
-    Run C{node <script> <base>}, killed after C{timeout} seconds; fail the
-    test unless it exits 0, and return the JSON its last stdout line holds.
+    Run C{node <script> <base> <args...>}, killed after C{timeout} seconds;
+    fail the test unless it exits 0, and return the JSON its last stdout
+    line holds.
     """
     proto = _Collect()
     env = {
@@ -76,7 +77,9 @@ async def runNode(test: TestCase, script: str, base: str, timeout: float = 60) -
         "NO_COLOR": "1",
     }
     path = os.path.join(SCRIPTS, script)
-    process = reactor.spawnProcess(proto, "node", ["node", path, base], env=env, path=SCRIPTS)
+    process = reactor.spawnProcess(
+        proto, "node", ["node", path, base, *args], env=env, path=SCRIPTS
+    )
     process.closeStdin()
     killer = reactor.callLater(timeout, process.signalProcess, "KILL")
     code = await proto.ended
@@ -357,17 +360,27 @@ class VercelAISDKTests(TestCase):
         self.assertEqual(chatTurn(requests[1]), TWO_TURNS)
 
     async def test_two_turn_chat_with_a_reasoning_upstream(self) -> None:
+        await self.twoReasoningTurns("fake-model")
+
+    async def test_two_turn_chat_as_a_reasoning_model(self) -> None:
+        # A reasoning model's id (the SDK then refers to an answer only after
+        # its reasoning) mapped onto the same DeepSeek-style upstream.
+        await self.twoReasoningTurns("gpt-5-mini")
+
+    async def twoReasoningTurns(self, model: str) -> None:
+        """A two-turn chat as C{model} on an upstream that thinks before each answer."""
         live = liveWithStore(self)
         thoughts = ("The user says their name is Ada.", "They told me before.")
         live.upstream.script += [
             reply(reasoning=thoughts[0], text="Hello, Ada!"),
             reply(reasoning=thoughts[1], text="Your name is Ada."),
         ]
-        out = await runNode(self, "vercel_two_turns.mjs", live.base)
+        out = await runNode(self, "vercel_two_turns.mjs", live.base, model)
 
         first, second = out["turns"]
         self.assertEqual(first["text"], "Hello, Ada!")
         self.assertEqual(second["text"], "Your name is Ada.")
+        self.assertEqual({s["body"]["model"] for s in out["sent"]}, {model})
         # The thinking is a reasoning item's reasoning_text; no summary, as
         # none was asked for (the SDK, which shows only summaries, has none).
         for turn, thought in zip((first, second), thoughts, strict=True):

@@ -1,5 +1,6 @@
 // The Vercel AI SDK: generateText with a tool and several steps, the openai
-// provider on its defaults (the Responses API, store: true).
+// provider on its defaults (the Responses API, store: true). argv[3]: the
+// model id, fake-model by default.
 import { baseURL, recordingFetch, report, require } from "./sdks.mjs";
 
 const { generateText, tool, stepCountIs } = require("ai");
@@ -10,7 +11,7 @@ const sent = [];
 const openai = createOpenAI({ baseURL: baseURL(), apiKey: "client-key", fetch: recordingFetch(sent) });
 const calls = [];
 const result = await generateText({
-  model: openai("fake-model"),
+  model: openai(process.argv[3] ?? "fake-model"),
   maxRetries: 0,
   prompt: "What is the weather in Paris?",
   tools: {
