@@ -26,6 +26,7 @@ from codexgw.demo.model import DemoService
 from codexgw.dialects.chat import CHAT
 from codexgw.http.auth import Authenticator
 from codexgw.http.bridge import Bridge
+from codexgw.http.compact import Compactor
 from codexgw.http.cors import CORSResource
 from codexgw.http.dispatch import Dispatcher
 from codexgw.http.exchange import Proxy
@@ -150,6 +151,7 @@ class Gateway:
             )
         elif not config.auth_enabled:
             log.warn("auth is switched off (auth.enabled: false): every request is served")
+        sealKey = _sealKey(config)
         self.bridge = Bridge(
             spoke=CHAT,
             exchanges=self.proxy,
@@ -160,7 +162,12 @@ class Gateway:
             dialectFor=dialectFor,
             heartbeat=config.heartbeat_interval,
             maxLine=config.max_sse_line_bytes,
-            sealKey=_sealKey(config),
+            sealKey=sealKey,
+        )
+        self.compactor = Compactor(
+            bridge=self.bridge,
+            sealKey=sealKey,
+            prompt=config.compaction_prompt,
         )
         self.reverse = ReverseBridge(
             spoke=CHAT, framing=CHAT_SSE, exchanges=self.proxy, dispatcher=self.dispatcher
@@ -178,6 +185,7 @@ class Gateway:
             status=Status(config, self.upstreams, self.health, reactor),
             metrics=self.metrics,
             storedRelay=_storedRelay(config, self.upstreams),
+            compactor=self.compactor,
         )
         resource: IResource = self.app.app.resource()
         if config.cors.allowed_origins:

@@ -314,6 +314,18 @@ class Config:
             ),
         ),
     )
+    compaction_prompt: str | None = attrs.field(
+        default=None,
+        metadata=spec(
+            section="server",
+            emptyIsNone=True,
+            doc=(
+                "the prompt a Chat upstream is asked to summarise a conversation with "
+                "(POST /v1/responses/compact, Codex's compaction_trigger); the gateway's own "
+                "when unset"
+            ),
+        ),
+    )
     auth_enabled: bool = attrs.field(
         default=False,
         metadata=spec(section="auth", name="enabled", docDefault="true with an auth: block"),

@@ -23,6 +23,7 @@ from werkzeug.exceptions import NotFound as WZNotFound
 
 from codexgw._version import __version__
 from codexgw.config import Config
+from codexgw.dialects.responses.compaction import is_trigger
 from codexgw.dialects.responses.validate import check_create
 from codexgw.errors import (
     GatewayError,
@@ -35,6 +36,7 @@ from codexgw.errors import (
 from codexgw.http.auth import Authenticator
 from codexgw.http.bridge import Bridge
 from codexgw.http.codex import catalog, etag, notModified
+from codexgw.http.compact import Compactor
 from codexgw.http.dispatch import Call, Dispatcher
 from codexgw.http.exchange import Exchange, Proxy
 from codexgw.http.limits import RequestLimits
@@ -51,6 +53,7 @@ from codexgw.upstream.routing import Router
 
 CHAT = "/v1/chat/completions"
 RESPONSES = "/v1/responses"
+COMPACT = "/v1/responses/compact"
 
 log = Logger()
 
@@ -152,6 +155,7 @@ class GatewayApp:
         status: Status,
         metrics: GatewayMetrics,
         storedRelay: Upstream | None,
+        compactor: Compactor | None = None,
     ) -> None:
         self.proxy = exchanges
         self._auth = auth
@@ -165,6 +169,7 @@ class GatewayApp:
         self._status = status
         self._metrics = metrics
         self._storedRelay = storedRelay
+        self._compactor = compactor
         self._storeOutage = Throttle(status.clock)
 
     @app.route(CHAT, methods=["POST"])
@@ -174,6 +179,24 @@ class GatewayApp:
     @app.route(RESPONSES, methods=["POST"])
     async def responses(self, request: Request) -> bytes | None:
         return await self._api(request, RESPONSES, self._responses)
+
+    @app.route(COMPACT, methods=["POST"])
+    async def responses_compact(self, request: Request) -> bytes | None:
+        return await self._api(request, COMPACT, self._compact)
+
+    async def _compact(self, call: Call) -> None:
+        # What Codex adds to a compact request (tools, reasoning, text, ...)
+        # has the create body's types; a Responses upstream compacts itself.
+        check_create(call.body, bridged=call.wire_api != "responses")
+        if call.wire_api == "responses":
+            await self._relay(call, "/responses/compact")
+        else:
+            await self._compactorFor().compact(call)
+
+    def _compactorFor(self) -> Compactor:
+        if self._compactor is None:
+            raise NotFound("compaction is not served by this gateway", param="model")
+        return self._compactor
 
     async def _chat(self, call: Call) -> None:
         if call.wire_api == "responses":
@@ -187,6 +210,9 @@ class GatewayApp:
         check_create(call.body, bridged=call.wire_api != "responses")
         if call.wire_api == "responses":
             await self._relay(call, "/responses")
+        elif is_trigger(call.body):
+            # The Codex CLI's remote compaction: one compaction item back.
+            await self._compactorFor().trigger(call)
         else:
             await self._bridge.run(call)
 

@@ -38,6 +38,7 @@ from codexgw.dialects.chat.tools import (
     revealed_tools,
     tool_search_result,
 )
+from codexgw.dialects.responses.compaction import expand_compaction
 from codexgw.dialects.responses.validate import check_create
 from codexgw.errors import InvalidRequest
 
@@ -575,8 +576,14 @@ def _reasoning(b: _Builder, item: dict[str, Any], where: str) -> None:
         b.reasoning.append(text)
 
 
+def _compaction(b: _Builder, item: dict[str, Any], where: str) -> None:
+    """A compaction this gateway sealed is the summary it holds, as a user message."""
+    b.add({"role": "user", "content": expand_compaction(item, b.key, where)})
+
+
 _RULES = {
     "message": _message,
+    "compaction": _compaction,
     "function_call": _call,
     "custom_tool_call": _call,
     "local_shell_call": _call,

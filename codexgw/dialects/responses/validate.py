@@ -396,11 +396,22 @@ MESSAGE_PHASES = ("commentary", "final_answer")
 _PHASE = optional(one_of(*MESSAGE_PHASES))
 
 
+_COMPACTION = fields(
+    {"id": optional(string), "encrypted_content": string},
+    required=("encrypted_content",),
+)
+"""A C{compaction} input item (C{compaction_trigger} has no fields)."""
+
+
 def _input_item(value: Any, where: str) -> None:
     """An input item: an object; a message's C{phase}, when given, a known one."""
     json_object(value, where)
     if "phase" in value and value.get("type", "message") == "message":
         _PHASE(value["phase"], _join(where, "phase"))
+    if value.get("type") == "compaction":
+        # A compaction comes back with the token it went out with (up to 10 MiB);
+        # a C{compaction_trigger} carries nothing to check.
+        _COMPACTION(value, where)
 
 
 def create_fields(bridged: bool) -> dict[str, Check]:

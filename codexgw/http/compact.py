@@ -1,0 +1,212 @@
+# -*- test-case-name: tests.http.test_compact -*-
+"""
+Compaction for a model on a Chat Completions upstream, the route's work:
+C{POST /v1/responses/compact}, and a C{POST /v1/responses} turn whose input
+holds the Codex CLI's C{compaction_trigger} (its remote compaction).
+
+Both ask the upstream to summarise the conversation (one non-streamed Chat
+request: the conversation, then the gateway's summary prompt), and answer
+with a C{compaction} item whose C{encrypted_content} is the summary, sealed
+with the gateway's key (L{codexgw.dialects.responses.compaction}). A later
+turn hands the item back and the bridge expands it to the summary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import orjson
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.web.iweb import IResponse
+
+from codexgw.dialects.chat.stream_to_hub import map_usage
+from codexgw.dialects.responses.compaction import (
+    DEFAULT_PROMPT,
+    compaction_item,
+    compaction_resource,
+    compaction_turn,
+    kept_messages,
+    summary_request,
+)
+from codexgw.errors import UpstreamUnavailable
+from codexgw.http.bridge import Bridge, upstreamFailure
+from codexgw.http.dispatch import Call
+from codexgw.stream.adapters import encodeEvents
+from codexgw.stream.outcomes import Outcome
+from codexgw.upstream.bodies import readCapped
+from codexgw.upstream.client import Upstream
+from codexgw.upstream.learned import sendLearning
+
+log = Logger()
+
+_SSE = b"text/event-stream"
+
+
+@attrs.frozen
+class Summary:
+    """What the upstream wrote: the summary, and its usage as the hub's."""
+
+    text: str
+    usage: dict[str, Any]
+
+
+def readSummary(raw: bytes) -> Summary:
+    """
+    A Chat upstream's answer to the summary request: one C{chat.completion}
+    (asked for), or a stream of chunks (some servers stream regardless).
+
+    @raise UpstreamUnavailable: it is neither, or holds no text.
+    """
+    parts: list[str] = []
+    usage: object = None
+    try:
+        stripped = raw.strip()
+        if stripped.startswith(b"{"):
+            completion = orjson.loads(stripped)
+            content = completion["choices"][0]["message"].get("content")
+            if isinstance(content, str):
+                parts.append(content)
+            usage = completion.get("usage")
+        else:
+            for line in stripped.splitlines():
+                if not line.startswith(b"data:"):
+                    continue
+                data = line[5:].strip()
+                if data == b"[DONE]":
+                    continue
+                chunk = orjson.loads(data)
+                for choice in chunk.get("choices") or []:
+                    delta = choice.get("delta") or {}
+                    if isinstance(delta.get("content"), str):
+                        parts.append(delta["content"])
+                if chunk.get("usage"):
+                    usage = chunk["usage"]
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        raise UpstreamUnavailable(
+            "the upstream answered the summary request with neither a chat completion nor a stream"
+        ) from None
+    text = "".join(parts).strip()
+    if not text:
+        raise UpstreamUnavailable("the upstream answered the summary request with no text")
+    return Summary(text, map_usage(usage))
+
+
+class Compactor:
+    """
+    Compacts a conversation through a Chat upstream.
+
+    @param bridge: the bridge whose spoke, dispatcher and exchanges send the
+        summary request (so the request is translated, sent with failover
+        and accounted exactly as a bridged turn is).
+    @param sealKey: the key compaction tokens are sealed with; the same one
+        the bridge expands them with (C{server.seal_key}, shared by replicas).
+    @param prompt: the summary prompt (C{server.compaction_prompt}).
+    @param clock: Unix seconds, for C{created_at}.
+    """
+
+    def __init__(
+        self,
+        *,
+        bridge: Bridge,
+        sealKey: bytes,
+        prompt: str | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.bridge = bridge
+        self.sealKey = sealKey
+        self.prompt = prompt or DEFAULT_PROMPT
+        self._clock = clock or bridge.clock.seconds
+
+    async def compact(self, call: Call) -> None:
+        """C{POST /v1/responses/compact}: the compacted output, as JSON."""
+        summary = await self.summarise(call)
+        output = [*kept_messages(call.body), compaction_item(summary.text, self.sealKey)]
+        ex = call.ex
+        ex.usage = summary.usage
+        answer = compaction_resource(output, summary.usage, int(self._clock()))
+        ex.request.write(ex.json(answer))
+
+    async def trigger(self, call: Call) -> None:
+        """
+        A create turn with a C{compaction_trigger}: one response whose only
+        output item is the C{compaction} (streamed, as the Codex CLI asks).
+        """
+        ex, bridge = call.ex, self.bridge
+        body = {
+            **call.body,
+            "input": [
+                i
+                for i in call.body.get("input") or []
+                if not (isinstance(i, dict) and i.get("type") == "compaction_trigger")
+            ],
+        }
+        # The turn as the bridge would send it: refused now if it is not a
+        # valid turn, and the source of the response object's echoed fields.
+        chat = bridge.translate(attrs.evolve(call, body=body), call.candidates[0])
+        translator = bridge.spoke.streamToHub(
+            chat, model=ex.model or call.model, stored=False, reasoning_key=self.sealKey
+        )
+        summary = await self.summarise(call)
+        item = compaction_item(summary.text, self.sealKey)
+        now = int(self._clock())
+        # The response object as the bridge's translator starts it.
+        response = translator.start()[0]["response"]
+        assert isinstance(response, dict)
+        events = compaction_turn(response, item, summary.usage, now)
+        ex.usage = summary.usage
+        request = ex.request
+        if call.body.get("stream") is True:
+            ex.respond(200, _SSE)
+            request.write(encodeEvents(events))
+            ex.ended(Outcome.COMPLETE)
+            request.finish()
+        else:
+            request.write(ex.json(events[-1]["response"]))
+
+    async def summarise(self, call: Call) -> Summary:
+        """Ask the call's upstreams (with failover) for the summary."""
+        bridge, ex = self.bridge, call.ex
+        proxy = bridge.proxy
+        summaryCall = attrs.evolve(call, body=summary_request(call.body, self.prompt))
+        headers = proxy.upstreamHeaders(ex, ex.request)
+        headers[b"accept"] = [b"application/json"]
+        onRetry = proxy.onRetry(ex)
+
+        def send(upstream: Upstream) -> Deferred[IResponse]:
+            chat = bridge.translate(summaryCall, upstream).body
+            chat["stream"] = False
+            chat.pop("stream_options", None)
+
+            def post(raw: bytes) -> Deferred[IResponse]:
+                return upstream.send(
+                    b"POST", bridge.spoke.path, raw, headers, onRetry, model=call.upstreamModel
+                )
+
+            return Deferred.fromCoroutine(
+                sendLearning(upstream.refused, chat, post, onRetry, ex.request_id)
+            )
+
+        # Translated once up front: a token that fails verification is a
+        # 400 before anything is sent.
+        bridge.translate(summaryCall, call.candidates[0])
+        upstream, response = await bridge.dispatcher.firstAnswer(call, send)
+        proxy.answered(ex)
+        if response.code >= 400:
+            raise await upstreamFailure(upstream, response, bridge.spoke.errorToHub)
+        raw = await readCapped(response, bridge.maxLine)
+        summary = readSummary(raw)
+        log.info(
+            "compacted {items} input items into a {chars}-character summary on {upstream} "
+            "request_id={request_id}",
+            items=len(call.body.get("input") or []),
+            chars=len(summary.text),
+            upstream=upstream.name,
+            request_id=ex.request_id,
+        )
+        return summary
+
+
+__all__ = ["Compactor", "Summary", "readSummary"]
