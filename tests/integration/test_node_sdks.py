@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from twisted.web.server import NOT_DONE_YET, Request
 
+from codexgw.state.store import SQLiteStore
 from tests.fakes.chat_upstream import chatChunk
 from tests.integration.test_integration import LiveGateway
 from tests.paths import REPO
@@ -100,7 +101,7 @@ def reply(
     """
     A script step answering, in the form asked for (SSE when the request
     streams, else one JSON completion), as a DeepSeek-style upstream does:
-    C{reasoning} as C{reasoning_content}, then C{text}, or a C{toolCall}
+    C{reasoning} as C{reasoning_content}, then C{text}, then a C{toolCall}
     C{(id, name, arguments)} with its arguments split mid-string.
     """
 
@@ -175,8 +176,6 @@ def reply(
 def liveWithStore(test: TestCase) -> LiveGateway:
     """A gateway keeping bridged responses (SQLite), as C{item_reference} needs."""
     path = os.path.abspath(test.mktemp()) + ".sqlite3"
-    from codexgw.state.store import SQLiteStore
-
     return LiveGateway(test, store=SQLiteStore(reactor, path, 3600, 8 * 1024 * 1024))
 
 
