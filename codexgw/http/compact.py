@@ -13,27 +13,38 @@ turn hands the item back and the bridge expands it to the summary.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
 import orjson
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.iweb import IResponse
 
 from codexgw.dialects.chat.stream_to_hub import map_usage
+from codexgw.dialects.interfaces import IStreamTranslator
 from codexgw.dialects.responses.compaction import (
     DEFAULT_PROMPT,
+    compaction_done,
     compaction_item,
     compaction_resource,
     compaction_turn,
     kept_messages,
     summary_request,
 )
-from codexgw.errors import UpstreamUnavailable
+from codexgw.errors import GatewayError, UpstreamUnavailable
 from codexgw.http.bridge import Bridge, upstreamFailure
 from codexgw.http.dispatch import Call
+from codexgw.http.exchange import Exchange
+from codexgw.state.conversation import (
+    hasReferences,
+    history,
+    notFound,
+    resolveReferences,
+    turnInput,
+)
 from codexgw.stream.adapters import encodeEvents
 from codexgw.stream.outcomes import Outcome
 from codexgw.upstream.bodies import readCapped
@@ -122,6 +133,7 @@ class Compactor:
 
     async def compact(self, call: Call) -> None:
         """C{POST /v1/responses/compact}: the compacted output, as JSON."""
+        call = await self.conversation(call)
         summary = await self.summarise(call)
         output = [*kept_messages(call.body), compaction_item(summary.text, self.sealKey)]
         ex = call.ex
@@ -133,7 +145,13 @@ class Compactor:
         """
         A create turn with a C{compaction_trigger}: one response whose only
         output item is the C{compaction} (streamed, as the Codex CLI asks).
+
+        A streamed answer starts once the upstream has been silent for a
+        heartbeat, and gets a real event every heartbeat after that (the
+        Codex CLI's idle timer ignores comments); an error after that start
+        is a C{response.failed}.
         """
+        call = await self.conversation(call)
         ex, bridge = call.ex, self.bridge
         body = {
             **call.body,
@@ -149,22 +167,57 @@ class Compactor:
         translator = bridge.spoke.streamToHub(
             chat, model=ex.model or call.model, stored=False, reasoning_key=self.sealKey
         )
-        summary = await self.summarise(call)
-        item = compaction_item(summary.text, self.sealKey)
-        now = int(self._clock())
-        # The response object as the bridge's translator starts it.
-        response = translator.start()[0]["response"]
-        assert isinstance(response, dict)
-        events = compaction_turn(response, item, summary.usage, now)
-        ex.usage = summary.usage
         request = ex.request
-        if call.body.get("stream") is True:
-            ex.respond(200, _SSE)
-            request.write(encodeEvents(events))
-            ex.ended(Outcome.COMPLETE)
-            request.finish()
-        else:
+        if call.body.get("stream") is not True:
+            summary = await self.summarise(call)
+            item = compaction_item(summary.text, self.sealKey)
+            response = translator.start()[0]["response"]
+            assert isinstance(response, dict)
+            events = compaction_turn(response, item, summary.usage, int(self._clock()))
+            ex.usage = summary.usage
             request.write(ex.json(events[-1]["response"]))
+            return
+        beat = _Beat(bridge.clock, bridge.heartbeat, ex, translator)
+        try:
+            summary = await self.summarise(call)
+        except GatewayError as e:
+            if not beat.sent:
+                raise
+            ex.failedInStream()
+            beat.write(translator.fail(e.code or "upstream_error", e.message))
+            request.finish()
+            return
+        finally:
+            beat.stop()
+        if not beat.sent:
+            ex.respond(200, _SSE)
+            beat.write(translator.start())
+        response = beat.response
+        item = compaction_item(summary.text, self.sealKey)
+        ex.usage = summary.usage
+        beat.write(compaction_done(response, item, summary.usage, int(self._clock()), beat.sent))
+        ex.ended(Outcome.COMPLETE)
+        request.finish()
+
+    async def conversation(self, call: Call) -> Call:
+        """
+        The call with its whole conversation as input: the turns of
+        C{previous_response_id} first, C{item_reference}s resolved (as the
+        bridge does for a turn).
+        """
+        body, store, key = call.body, self.bridge.store, call.ex.key
+        previous = body.get("previous_response_id")
+        if not (isinstance(previous, str) and previous) and not hasReferences(body):
+            return call
+        past: list[dict[str, Any]] = []
+        if isinstance(previous, str) and previous:
+            if store is None:
+                raise notFound(previous)
+            past = await history(store, previous, key)
+        current = await resolveReferences(
+            store, turnInput(body), key, known=past, stored=body.get("store") is not False
+        )
+        return attrs.evolve(call, body={**body, "input": past + current})
 
     async def summarise(self, call: Call) -> Summary:
         """Ask the call's upstreams (with failover) for the summary."""
@@ -207,6 +260,50 @@ class Compactor:
             request_id=ex.request_id,
         )
         return summary
+
+
+class _Beat:
+    """
+    Starts a compaction's stream once the upstream has been silent for
+    C{interval} seconds, then sends a real event every C{interval}.
+
+    @ivar sent: how many events the stream has had (the next one's
+        C{sequence_number}); 0 while nothing was answered.
+    @ivar response: the response object the stream started with.
+    """
+
+    def __init__(
+        self, clock: IReactorTime, interval: float, ex: Exchange, translator: IStreamTranslator
+    ) -> None:
+        self.clock = clock
+        self.interval = interval
+        self.ex = ex
+        self.t = translator
+        self.sent = 0
+        self.response: dict[str, Any] = {}
+        self._call = clock.callLater(interval, self._fire) if interval else None
+
+    def write(self, events: Sequence[Mapping[str, Any]]) -> None:
+        if events and events[0]["type"] == "response.created":
+            self.response = dict(events[0]["response"])
+        self.sent += len(events)
+        self.ex.request.write(encodeEvents([dict(e) for e in events]))
+
+    def _fire(self) -> None:
+        request = self.ex.request
+        if request.finished or request.channel is None:
+            return
+        if not self.sent:
+            self.ex.respond(200, _SSE)
+            self.write(self.t.start())
+        else:
+            self.write(self.t.keepalive())
+        self._call = self.clock.callLater(self.interval, self._fire)
+
+    def stop(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
 
 
 __all__ = ["Compactor", "Summary", "readSummary"]

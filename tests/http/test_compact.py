@@ -24,6 +24,7 @@ from codexgw.dialects.responses.compaction import (
 )
 from codexgw.http.compact import readSummary
 from tests.fakes.chat_upstream import textStream
+from tests.fakes.store import MemoryStore
 from tests.harness import Harness, makeConfig
 
 COMPACT = b"/v1/responses/compact"
@@ -321,6 +322,99 @@ class TriggerTests(SynchronousTestCase):
         response = orjson.loads(raw)
         ResponseResource.model_validate(response)
         self.assertEqual([i["type"] for i in response["output"]], ["compaction"])
+
+    def test_a_slow_summary_starts_the_stream_and_keeps_it_alive(self) -> None:
+        h = Harness(makeConfig(SHARED))
+        client = h.connect()
+        client.post(
+            RESPONSES,
+            {
+                "model": "m",
+                "stream": True,
+                "input": [*CONVERSATION, {"type": "compaction_trigger"}],
+            },
+        )
+        [request] = h.sent
+        h.reactor.advance(h.config.heartbeat_interval)
+        self.assertEqual(
+            [e["type"] for e in sseEvents(client.response()[2])],
+            ["response.created", "response.in_progress"],
+        )
+        h.reactor.advance(h.config.heartbeat_interval)
+        request.respond(200, JSON, completion())
+        status, _, raw = client.response()
+        events = sseEvents(raw)
+        self.assertEqual(status, 200)
+        self.assertEqual(
+            [e["type"] for e in events],
+            [
+                "response.created",
+                "response.in_progress",
+                "response.in_progress",
+                "response.output_item.added",
+                "response.output_item.done",
+                "response.completed",
+            ],
+        )
+        self.assertEqual([e["sequence_number"] for e in events], list(range(6)))
+        ResponseResource.model_validate(events[-1]["response"])
+        self.assertEqual(events[-1]["response"]["id"], events[0]["response"]["id"])
+        # No heartbeat is left behind (the channel's own idle timer is).
+        self.assertEqual([c for c in h.reactor.getDelayedCalls() if "_fire" in repr(c.func)], [])
+
+    def test_an_upstream_error_after_the_stream_started_is_response_failed(self) -> None:
+        h = Harness(makeConfig(SHARED))
+        client = h.connect()
+        client.post(
+            RESPONSES,
+            {
+                "model": "m",
+                "stream": True,
+                "input": [*CONVERSATION, {"type": "compaction_trigger"}],
+            },
+        )
+        [request] = h.sent
+        h.reactor.advance(h.config.heartbeat_interval)
+        error = orjson.dumps({"error": {"message": "overloaded", "type": "server_error"}})
+        request.respond(503, JSON, error)
+        status, _, raw = client.response()
+        events = sseEvents(raw)
+        self.assertEqual(status, 200)
+        self.assertEqual(events[-1]["type"], "response.failed")
+        self.assertIn("overloaded", events[-1]["response"]["error"]["message"])
+        self.assertEqual([e["sequence_number"] for e in events], list(range(len(events))))
+
+
+class StoredConversationTests(SynchronousTestCase):
+    def test_previous_response_id_is_part_of_what_is_compacted(self) -> None:
+        h = Harness(makeConfig(SHARED), store=MemoryStore())
+        client = h.connect()
+        client.post(RESPONSES, {"model": "m", "input": "Weather in Paris?"})
+        h.sent[0].respond(200, SSE, b"".join(textStream(["Sunny."])))
+        first = orjson.loads(client.response()[2])
+        client = h.connect()
+        client.post(
+            COMPACT, {"model": "m", "previous_response_id": first["id"], "input": "And Rome?"}
+        )
+        h.sent[1].respond(200, JSON, completion())
+        status, _, raw = client.response()
+        self.assertEqual(status, 200, raw)
+        chat = orjson.loads(h.sent[1].body)
+        self.assertEqual(
+            [m["content"] for m in chat["messages"]],
+            ["Weather in Paris?", "Sunny.", "And Rome?", DEFAULT_PROMPT],
+        )
+        kept = orjson.loads(raw)["output"][:-1]
+        self.assertEqual(
+            [m["content"][0]["text"] for m in kept], ["Weather in Paris?", "And Rome?"]
+        )
+
+    def test_an_unknown_previous_response_id_is_404(self) -> None:
+        h = Harness(makeConfig(SHARED), store=MemoryStore())
+        client = h.connect()
+        client.post(COMPACT, {"model": "m", "previous_response_id": "resp_nope", "input": "x"})
+        status, _, raw = client.response()
+        self.assertEqual((status, h.sent), (404, []), raw)
 
 
 class PureTests(SynchronousTestCase):

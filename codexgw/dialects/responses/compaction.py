@@ -182,17 +182,23 @@ def compaction_resource(
     }
 
 
-def compaction_turn(
-    response: dict[str, Any], item: dict[str, Any], usage: dict[str, Any], completed_at: int
+def compaction_done(
+    response: dict[str, Any],
+    item: dict[str, Any],
+    usage: dict[str, Any],
+    completed_at: int,
+    sequence: int,
 ) -> list[dict[str, Any]]:
     """
-    A whole Responses stream whose one output item is C{item}: what the
-    Codex CLI's remote compaction (a C{compaction_trigger} turn) reads.
+    The end of a Responses stream begun with C{response.created} and
+    C{response.in_progress}: C{item} added and done, then
+    C{response.completed} with C{item} as its one output item.
 
     @param response: the response object so far (C{status} C{in_progress},
-        no output); the last event carries it completed.
+        no output).
+    @param sequence: the first event's C{sequence_number} (how many events
+        the stream has had).
     """
-    snapshot = {**response, "status": "in_progress", "output": []}
     final = {
         **response,
         "status": "completed",
@@ -201,21 +207,35 @@ def compaction_turn(
         "usage": usage,
     }
     events: list[dict[str, Any]] = [
-        {"type": "response.created", "response": snapshot},
-        {"type": "response.in_progress", "response": snapshot},
         {"type": "response.output_item.added", "output_index": 0, "item": item},
         {"type": "response.output_item.done", "output_index": 0, "item": item},
         {"type": "response.completed", "response": final},
     ]
-    for n, event in enumerate(events):
+    for n, event in enumerate(events, sequence):
         event["sequence_number"] = n
     return events
+
+
+def compaction_turn(
+    response: dict[str, Any], item: dict[str, Any], usage: dict[str, Any], completed_at: int
+) -> list[dict[str, Any]]:
+    """
+    A whole Responses stream whose one output item is C{item}: what the
+    Codex CLI's remote compaction (a C{compaction_trigger} turn) reads.
+    """
+    snapshot = {**response, "status": "in_progress", "output": []}
+    return [
+        {"type": "response.created", "sequence_number": 0, "response": snapshot},
+        {"type": "response.in_progress", "sequence_number": 1, "response": snapshot},
+        *compaction_done(response, item, usage, completed_at, 2),
+    ]
 
 
 __all__ = [
     "COMPACTION_TOKEN_PREFIX",
     "DEFAULT_PROMPT",
     "SUMMARY_PREFIX",
+    "compaction_done",
     "compaction_item",
     "compaction_resource",
     "compaction_turn",
