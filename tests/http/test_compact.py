@@ -384,6 +384,19 @@ class TriggerTests(SynchronousTestCase):
         self.assertIn("overloaded", events[-1]["response"]["error"]["message"])
         self.assertEqual([e["sequence_number"] for e in events], list(range(len(events))))
 
+    def test_a_trigger_to_a_responses_upstream_is_relayed_untouched(self) -> None:
+        h = Harness(makeConfig(SHARED, wire_api="responses"))
+        client = h.connect()
+        body = {
+            "model": "m",
+            "stream": True,
+            "input": [*CONVERSATION, {"type": "compaction_trigger"}],
+        }
+        client.post(RESPONSES, body)
+        [request] = h.sent
+        self.assertEqual(request.uri, b"http://upstream.test/v1/responses")
+        self.assertEqual(orjson.loads(request.body), body)
+
 
 class StoredConversationTests(SynchronousTestCase):
     def test_previous_response_id_is_part_of_what_is_compacted(self) -> None:
