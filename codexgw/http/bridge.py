@@ -126,6 +126,13 @@ class Bridge:
                 request_id=ex.request_id,
             )
             self.metrics.dropped_tools.labels(upstream.name, tool).inc()
+        if chat.ignored_fields:
+            log.debug(
+                "no Chat meaning, not sent to {upstream}: {fields} request_id={request_id}",
+                upstream=upstream.name,
+                fields=", ".join(chat.ignored_fields),
+                request_id=ex.request_id,
+            )
         if chat.dropped_fields:
             log.info(
                 "not sent to {upstream} (its dialect does not take them): {fields} "

@@ -61,6 +61,9 @@ def _p(name: str, **kw: Any) -> ProviderProfile:
 BUILTIN: dict[str, ProviderProfile] = {
     p.name: p
     for p in [
+        # prompt_cache_key and service_tier stay off even here: "openai" is
+        # also the default profile of every OpenAI-compatible server, and a
+        # strict one would refuse the first request twice over.
         _p("openai"),
         _p(
             "azure",

@@ -32,6 +32,9 @@ class ChatDialect:
     @ivar supports_metadata: C{metadata} may be sent (OpenAI accepts it only
         with C{store}, so the default is not to).
     @ivar supports_user: C{user} may be sent.
+    @ivar supports_prompt_cache_key: C{prompt_cache_key} may be sent (the
+        provider's prompt cache routes by it).
+    @ivar supports_service_tier: C{service_tier} may be sent.
     @ivar reasoning_fields: delta fields read as reasoning text, in order of
         preference (DeepSeek: C{reasoning_content}; newer vLLM: C{reasoning}).
     @ivar send_back_reasoning: put the reasoning of an earlier turn back on the
@@ -59,6 +62,8 @@ class ChatDialect:
     supports_response_format: bool = True
     supports_metadata: bool = False
     supports_user: bool = True
+    supports_prompt_cache_key: bool = False
+    supports_service_tier: bool = False
     reasoning_fields: tuple[str, ...] = ("reasoning_content", "reasoning")
     send_back_reasoning: bool = False
     single_system_message: bool = False

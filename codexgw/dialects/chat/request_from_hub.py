@@ -61,6 +61,8 @@ class ChatRequest:
     @ivar dropped_tools: types of client tools the upstream cannot run.
     @ivar dropped_fields: request settings not sent because the dialect does
         not support them (for logs).
+    @ivar ignored_fields: the client's fields with no Chat meaning at all,
+        not sent (a debug line: clients keep adding them).
     @ivar client_stream: the client asked for a stream.
     @ivar dialect: the upstream's dialect (the stream translator reads its
         reasoning fields).
@@ -81,6 +83,7 @@ class ChatRequest:
     echo: dict[str, Any]
     include_reasoning_token: bool = False
     dropped_fields: list[str] = attrs.field(factory=list)
+    ignored_fields: list[str] = attrs.field(factory=list)
     reasoning_summary: bool = False
 
 
@@ -139,6 +142,7 @@ def responses_to_chat(
         include_reasoning_token=isinstance(include, list)
         and "reasoning.encrypted_content" in include,
         dropped_fields=dropped_fields,
+        ignored_fields=_ignored(body),
         reasoning_summary=dialect.summarize_reasoning and _wants_summary(body),
     )
 
@@ -201,6 +205,54 @@ def _settings(
             chat["metadata"] = metadata
         else:
             dropped.append("metadata")
+    for name, allowed in (
+        ("prompt_cache_key", dialect.supports_prompt_cache_key),
+        ("service_tier", dialect.supports_service_tier),
+    ):
+        value = body.get(name)
+        if isinstance(value, str) and value:
+            if allowed:
+                chat[name] = value
+            else:
+                dropped.append(name)
+
+
+# Top-level Responses fields this translation uses, or that the gateway
+# itself acts on (storing, streaming, history); any other field a client
+# sends (Codex keeps adding some) has no Chat meaning and is not sent.
+_UNDERSTOOD = frozenset(
+    {
+        "model",
+        "input",
+        "instructions",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "temperature",
+        "top_p",
+        "presence_penalty",
+        "frequency_penalty",
+        "max_output_tokens",
+        "reasoning",
+        "text",
+        "user",
+        "safety_identifier",
+        "metadata",
+        "prompt_cache_key",
+        "service_tier",
+        "stream",
+        "store",
+        "previous_response_id",
+        "include",
+        "background",
+        "truncation",
+    }
+)
+
+
+def _ignored(body: dict[str, Any]) -> list[str]:
+    """The client's fields that have no Chat meaning (for a debug line)."""
+    return sorted(k for k in body if k not in _UNDERSTOOD)
 
 
 def _echo(body: dict[str, Any]) -> dict[str, Any]:

@@ -425,7 +425,31 @@ class SettingsTests(SynchronousTestCase):
             "max_completion_tokens",
         ):
             self.assertNotIn(field, request.body)
-        self.assertEqual(request.dropped_fields, ["reasoning.effort", "text.format", "metadata"])
+        self.assertEqual(
+            request.dropped_fields, ["reasoning.effort", "text.format", "metadata", "service_tier"]
+        )
+
+    def test_fields_with_a_chat_meaning_go_where_the_dialect_takes_them(self) -> None:
+        body = {"model": "m", "input": "hi", "prompt_cache_key": "conv-1", "service_tier": "flex"}
+        plain = responses_to_chat(body, ChatDialect())
+        self.assertNotIn("prompt_cache_key", plain.body)
+        self.assertEqual(plain.dropped_fields, ["prompt_cache_key", "service_tier"])
+        openai = ChatDialect(supports_prompt_cache_key=True, supports_service_tier=True)
+        sent = responses_to_chat(body, openai).body
+        self.assertEqual((sent["prompt_cache_key"], sent["service_tier"]), ("conv-1", "flex"))
+
+    def test_fields_with_no_chat_meaning_are_named_for_a_debug_line(self) -> None:
+        body = {
+            "model": "m",
+            "input": "hi",
+            "client_metadata": {"x": "y"},
+            "prompt_cache_options": {"ttl": "1h"},
+            "stream": True,
+        }
+        request = responses_to_chat(body, ChatDialect())
+        self.assertEqual(request.ignored_fields, ["client_metadata", "prompt_cache_options"])
+        for field in request.ignored_fields:
+            self.assertNotIn(field, request.body)
 
     def test_strict_and_parallel_tool_calls_only_where_supported(self) -> None:
         plain = ChatDialect(supports_strict=False, supports_parallel_tool_calls=False)
