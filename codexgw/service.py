@@ -269,11 +269,20 @@ class Gateway:
             return idle
         done: Deferred[None] = Deferred()
 
+        ending: list[bool] = []
+
         def deadlineReached() -> None:
             # Streams end with a proper terminal event; a request still
             # waiting for its upstream's first byte is cut when the process
             # exits: the deadline is the operator's hard cap.
-            self._endAll()
+            ending.append(True)
+            transports = self._endAll()
+            # The terminal events are written, not yet sent: the reactor's
+            # stop drops unsent bytes, so wait (briefly) for the sockets to
+            # take them, or a client would see its stream cut after all.
+            self._whenFlushed(transports, FLUSH_GRACE).addCallback(finished)
+
+        def finished(_: object) -> None:
             if not done.called:
                 done.callback(None)
 
@@ -282,7 +291,8 @@ class Gateway:
         def quiet(_: object) -> None:
             if call.active():
                 call.cancel()
-            if not done.called:
+            # Once streams were ended at the deadline, their flush decides.
+            if not ending and not done.called:
                 done.callback(None)
 
         idle.addCallback(quiet)
@@ -293,9 +303,36 @@ class Gateway:
         for name in self.upstreams:
             self.health.probe(name)
 
-    def _endAll(self) -> None:
+    def _endAll(self) -> list[Any]:
+        """End every relay with a terminal event; their client transports."""
+        transports = []
         for relay in list(self.proxy.active):
+            channel = relay.request.channel
             relay.end(SHUTDOWN)
+            if channel is not None and channel.transport is not None:
+                transports.append(channel.transport)
+        return transports
+
+    def _whenFlushed(self, transports: list[Any], grace: float) -> Deferred[None]:
+        """Fire once every transport has sent what it holds, or after C{grace} seconds."""
+        done: Deferred[None] = Deferred()
+        started = self.clock.seconds()
+
+        def pending(t: Any) -> bool:
+            # A transport of this reactor buffers in dataBuffer/_tempDataBuffer
+            # until the socket takes it (twisted.internet.abstract.FileDescriptor).
+            if getattr(t, "disconnected", False):
+                return False
+            return bool(getattr(t, "dataBuffer", b"") or getattr(t, "_tempDataBuffer", None))
+
+        def check() -> None:
+            if not any(pending(t) for t in transports) or (self.clock.seconds() - started >= grace):
+                done.callback(None)
+            else:
+                self.clock.callLater(0.05, check)
+
+        check()
+        return done
 
     def close(self) -> Deferred[None]:
         """Release sockets: the demo listener and pooled upstream connections."""
@@ -309,6 +346,10 @@ class Gateway:
         if self.demo is not None and self.demo.running:
             waits.append(self.demo.stopService())
         return DeferredList(waits, consumeErrors=True).addCallback(lambda _: None)
+
+
+FLUSH_GRACE = 2.0
+"""Seconds a drain waits, after ending streams, for their last bytes to leave."""
 
 
 def _storedRelay(config: Config, upstreams: dict[str, Upstream]) -> Upstream | None:

@@ -11,7 +11,7 @@ from typing import Any
 from twisted.application.service import IService, IServiceMaker, MultiService
 from twisted.internet.testing import MemoryReactorClock
 from twisted.plugin import getPlugins
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import IResource, Resource
 
 from codexgw import tap
@@ -262,3 +262,40 @@ class ShutdownTests(TestCase):
         self.assertTrue(service.gateway.draining)
         text = (await body).decode()
         self.assertIn('"code":"shutdown"', text)
+
+
+class DrainFlushTests(SynchronousTestCase):
+    """After ending streams at the deadline, the drain waits for their last bytes to leave."""
+
+    def test_the_drain_waits_for_the_terminal_event_to_be_sent(self) -> None:
+        from tests.harness import Harness
+
+        h = Harness()
+        client = h.connect()
+        client.post(b"/v1/chat/completions", {"model": "m", "messages": [], "stream": True})
+        h.sent[0].respond(200, {b"content-type": b"text/event-stream"})
+        done = h.gateway.drain(1.0)
+        # The socket has not taken everything yet (what a slow client leaves
+        # in a transport of the real reactor).
+        client.transport.dataBuffer = b"unsent"  # type: ignore[attr-defined]
+        h.reactor.advance(1.0)
+        self.assertIn(b'"code":"shutdown"', client.response()[2])
+        self.assertNoResult(done)
+        client.transport.dataBuffer = b""  # type: ignore[attr-defined]
+        h.reactor.advance(0.05)
+        self.successResultOf(done)
+
+    def test_a_client_that_never_reads_holds_the_drain_only_for_the_grace(self) -> None:
+        from codexgw.service import FLUSH_GRACE
+        from tests.harness import Harness
+
+        h = Harness()
+        client = h.connect()
+        client.post(b"/v1/chat/completions", {"model": "m", "messages": [], "stream": True})
+        h.sent[0].respond(200, {b"content-type": b"text/event-stream"})
+        done = h.gateway.drain(1.0)
+        client.transport.dataBuffer = b"unsent"  # type: ignore[attr-defined]
+        h.reactor.advance(1.0)
+        for _ in range(int(FLUSH_GRACE / 0.05) + 2):
+            h.reactor.advance(0.05)
+        self.successResultOf(done)
