@@ -65,7 +65,7 @@ OPENAI_ONLY_EVENTS = frozenset(
         "response.custom_tool_call_input.done",
     }
 )
-OPENAI_ONLY_ITEMS = frozenset({"custom_tool_call", "local_shell_call"})
+OPENAI_ONLY_ITEMS = frozenset({"custom_tool_call", "local_shell_call", "tool_search_call"})
 TERMINAL = frozenset({"response.completed", "response.failed", "response.incomplete"})
 
 

@@ -162,6 +162,11 @@ class InputRuleTests(SynchronousTestCase):
         self.assertEqual((stored["type"], stored["phase"]), ("message", "final_answer"))
         replay = {"model": "m", "input": [*turnInput(body), user("again")]}
         self.assertFalse(any("phase" in m for m in chat(replay)["messages"]))
+        # What is kept is an assistant item of the 2026-04 specification.
+        import openresponses_types as orx
+
+        kept = orx.AssistantMessageItemParam.model_validate(stored)
+        self.assertEqual(str(getattr(kept.phase, "value", kept.phase)), "final_answer")
 
     def test_parallel_tool_calls_become_one_assistant_message(self) -> None:
         body = {"model": "m", "input": [user("go"), fc("a"), fc("b"), out("a", "A"), out("b", "B")]}

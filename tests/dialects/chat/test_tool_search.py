@@ -173,6 +173,15 @@ class ToolSearchCallTests(SynchronousTestCase):
         self.assertFalse([x for x in types if "arguments" in x])
         self.assertEqual(events[-1]["response"]["output"], [item])
 
+    def test_the_tool_search_stream_passes_the_oracle(self) -> None:
+        """The item is OpenAI's own (no Open Responses type): the openai SDK parses it."""
+        from tests.dialects.oracle import check_stream
+
+        t = translator(responses_to_chat(body(), ChatDialect()))
+        events = run_pieces(call_stream("tool_search", '{"query": "calendar"}'), t)
+        final = check_stream(events)
+        self.assertEqual(final["output"][0]["type"], "tool_search_call")
+
     def test_arguments_that_are_not_an_object_become_a_query(self) -> None:
         t = translator(responses_to_chat(body(), ChatDialect()))
         [item] = done_items(run_pieces(call_stream("tool_search", "calendar"), t))
