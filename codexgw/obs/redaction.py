@@ -20,6 +20,7 @@ delayed by it.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import orjson
 
@@ -150,17 +151,24 @@ NO_SECRETS = Redactor(())
 def configSecrets(config: object) -> list[str]:
     """
     Every credential in a L{codexgw.config.Config}: upstream keys and the
-    values of upstream headers that carry credentials, plain-text gateway
-    keys, and the password in the Redis URL.
+    values of upstream (and provider profile) headers that carry
+    credentials, plain-text gateway keys, the seal key, and the password in
+    the Redis URL.
     """
     from urllib.parse import urlsplit
 
     secrets: list[str] = []
+    headerSets: list[Any] = []
     for upstream in getattr(config, "upstreams", {}).values():
         if upstream.api_key:
             secrets.append(upstream.api_key)
-        for name, value in upstream.headers.items():
-            if _credentialHeader(name):
+        headerSets.append(upstream.headers)
+    for profile in (getattr(config, "profiles", None) or {}).values():
+        if isinstance(profile, dict) and isinstance(profile.get("headers"), dict):
+            headerSets.append(profile["headers"])
+    for headers in headerSets:
+        for name, value in headers.items():
+            if isinstance(value, str) and _credentialHeader(str(name)):
                 secrets.append(value)
                 # "Bearer sk-…" also ends in the bare token.
                 secrets.append(value.rpartition(" ")[2])

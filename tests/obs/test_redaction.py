@@ -355,3 +355,25 @@ class LogTests(SynchronousTestCase):
         log.warn("upstream said {what}", what="bad key plainsecretvalue42")
         self.assertIn("upstream said", text.getvalue())
         self.assertNotIn("plainsecretvalue42", text.getvalue() + json.getvalue())
+
+
+class ConfigSecretsTests(SynchronousTestCase):
+    def test_a_profiles_credential_header_is_a_secret_too(self) -> None:
+        from codexgw.config import parse
+        from codexgw.obs.redaction import configSecrets
+
+        config = parse(
+            {
+                "profiles": {
+                    "mine": {"extends": "openai", "headers": {"X-Api-Key": "profile-secret-123456"}}
+                },
+                "upstreams": {"main": {"base_url": "http://h/v1", "provider": "mine"}},
+            },
+            "t.yaml",
+            {},
+        )
+        self.assertIn("profile-secret-123456", configSecrets(config))
+        self.assertNotIn(
+            b"profile-secret-123456",
+            Redactor(configSecrets(config)).redact(b"echo profile-secret-123456"),
+        )
