@@ -13,19 +13,16 @@ and has no authentication: never expose it beyond a test network.
 from __future__ import annotations
 
 from twisted.application.service import IService
-from twisted.python import usage
 
+from codexgw.demo import server
 from codexgw.demo.model import DemoService
 
 DEFAULT_LISTEN = "tcp:8081:interface=127.0.0.1"
 
 
-class Options(usage.Options):
-    synopsis = "[--listen ENDPOINT]"
-    longdesc = (
-        "Serve the codexgw offline demo model (codexgw-demo) as a standalone "
-        "Chat Completions upstream. It echoes; it is not a real LLM."
-    )
+class Options(server.Options):
+    """The standalone server's options (C{python -m codexgw.demo.server}), its own default."""
+
     optParameters = [
         [
             "listen",

@@ -11,51 +11,21 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from typing import Any
 
 import orjson
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
-from twisted.internet.protocol import ProcessProtocol
-from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from twisted.web.server import NOT_DONE_YET, Request
 
 from tests.fakes.chat_upstream import chatChunk, textStream
+from tests.integration.peers import Collect, installed
 from tests.integration.test_integration import LiveGateway
-from tests.paths import REPO
 
 
 def codexBinary() -> str:
     """The Codex CLI; installed on demand so a fresh checkout needs no extra step."""
-    found = os.environ.get("CODEX_BIN")
-    if found:
-        return found
-    out = subprocess.run(
-        [os.path.join(REPO, "scripts", "install-codex")],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    return out.stdout.strip().splitlines()[-1]
-
-
-class _Collect(ProcessProtocol):
-    def __init__(self) -> None:
-        self.out = b""
-        self.err = b""
-        self.ended: Deferred[int] = Deferred()
-
-    def outReceived(self, data: bytes) -> None:
-        self.out += data
-
-    def errReceived(self, data: bytes) -> None:
-        self.err += data
-
-    def processEnded(self, reason: Failure) -> None:
-        self.ended.callback(getattr(reason.value, "exitCode", -1) or 0)
+    return installed("CODEX_BIN", "install-codex")
 
 
 async def runCodex(
@@ -100,7 +70,7 @@ async def runCodex(
         "RUST_LOG": "error",
         "NO_COLOR": "1",
     }
-    proto = _Collect()
+    proto = Collect()
     binary = codexBinary()
     process = reactor.spawnProcess(
         proto,

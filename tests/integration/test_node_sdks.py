@@ -14,19 +14,16 @@ and reads the JSON line it prints.
 from __future__ import annotations
 
 import os
-import subprocess
 from typing import Any
 
 import orjson
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
-from twisted.internet.protocol import ProcessProtocol
-from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from twisted.web.server import NOT_DONE_YET, Request
 
 from codexgw.state.store import SQLiteStore
 from tests.fakes.chat_upstream import chatChunk
+from tests.integration.peers import Collect, installed
 from tests.integration.test_integration import LiveGateway
 from tests.paths import REPO
 
@@ -35,33 +32,7 @@ SCRIPTS = os.path.join(REPO, "tests", "integration", "node")
 
 def nodeSdks() -> str:
     """The SDKs' directory; installed on demand so a fresh checkout needs no extra step."""
-    found = os.environ.get("NODE_SDKS")
-    if found:
-        return found
-    out = subprocess.run(
-        [os.path.join(REPO, "scripts", "install-node-sdks")],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    return out.stdout.strip().splitlines()[-1]
-
-
-class _Collect(ProcessProtocol):
-    def __init__(self) -> None:
-        self.out = b""
-        self.err = b""
-        self.ended: Deferred[int] = Deferred()
-
-    def outReceived(self, data: bytes) -> None:
-        self.out += data
-
-    def errReceived(self, data: bytes) -> None:
-        self.err += data
-
-    def processEnded(self, reason: Failure) -> None:
-        self.ended.callback(getattr(reason.value, "exitCode", -1) or 0)
+    return installed("NODE_SDKS", "install-node-sdks")
 
 
 async def runNode(test: TestCase, script: str, base: str, *args: str, timeout: float = 60) -> Any:
@@ -70,7 +41,7 @@ async def runNode(test: TestCase, script: str, base: str, *args: str, timeout: f
     fail the test unless it exits 0, and return the JSON its last stdout
     line holds.
     """
-    proto = _Collect()
+    proto = Collect()
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": os.path.abspath(test.mktemp()),
