@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from codexgw.dialects import HUB, SPOKES
 from codexgw.dialects.chat import CHAT
 from codexgw.dialects.chat.dialect import ChatDialect
+from codexgw.dialects.messages import MESSAGES
 from tests.dialects.oracle import check_stream
 
 
@@ -23,9 +24,10 @@ def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
 
 class SpokeTests(SynchronousTestCase):
     def test_every_spoke_is_named_by_its_wire_api_and_is_not_the_hub(self) -> None:
-        self.assertEqual(SPOKES, {"chat": CHAT})
+        self.assertEqual(SPOKES, {"chat": CHAT, "messages": MESSAGES})
         self.assertNotIn(HUB, SPOKES)
         self.assertEqual(CHAT.path, "/chat/completions")
+        self.assertEqual(MESSAGES.path, "/messages")
 
     def test_a_request_to_the_hub_and_back_keeps_what_the_client_said(self) -> None:
         client = {
