@@ -1,0 +1,308 @@
+"""
+The official anthropic Python SDK is the client of the gateway's
+POST /v1/messages (and /v1/messages/count_tokens), unchanged but for
+base_url, onto a scripted Chat Completions upstream: C{messages.create},
+the C{messages.stream()} helper with a tool and C{get_final_message()},
+and its error classes for what the upstream refuses. Its typed models are
+the oracle of the Messages shapes the gateway emits.
+
+The SDK is blocking; it runs in a thread. It sends its key as
+C{Authorization: Bearer} and C{anthropic-version: 2026-10-21}.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import TestCase
+
+from tests.fakes import faults
+from tests.fakes.anthropic_upstream import API_KEY, say
+from tests.fakes.chat_upstream import chatChunk, textStream
+from tests.integration.test_codex_cli import sse, toolCallStream
+from tests.integration.test_integration import LiveGateway
+from tests.integration.test_messages_upstream import MessagesGateway, rejections
+
+MODEL = "claude-sonnet-4-5"
+WEATHER = {
+    "name": "get_weather",
+    "description": "The weather in a city.",
+    "input_schema": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+}
+
+
+def chatError(code: int, message: str, type: str, **headers: str) -> Any:
+    def step(request: Any, body: Any) -> bytes:
+        request.setResponseCode(code)
+        request.setHeader(b"content-type", b"application/json")
+        for k, v in headers.items():
+            request.setHeader(k.replace("_", "-").encode(), v.encode())
+        return orjson.dumps(
+            {"error": {"message": message, "type": type, "param": None, "code": None}}
+        )
+
+    return step
+
+
+class AnthropicSDKTests(TestCase):
+    timeout = 60
+
+    def client(self, root: str, **kw: Any) -> Any:
+        from anthropic import Anthropic
+
+        kw.setdefault("api_key", "client-key")
+        client = Anthropic(base_url=root, max_retries=0, timeout=15, **kw)
+        self.addCleanup(client.close)
+        return client
+
+    def root(self, live: LiveGateway) -> str:
+        return live.base.removesuffix("/v1")
+
+    def chats(self, live: LiveGateway) -> list[Any]:
+        return [r for r in live.upstream.received if r.path == b"/v1/chat/completions"]
+
+    async def test_messages_create(self) -> None:
+        live = LiveGateway(self)  # the Chat fake's default answer, streamed or not
+        client = self.client(self.root(live))
+        message = await deferToThread(
+            client.messages.create,
+            model=MODEL,
+            max_tokens=256,
+            system="You are terse.",
+            messages=[{"role": "user", "content": "hi"}],
+        )
+        self.assertEqual(message.type, "message")
+        self.assertEqual(message.role, "assistant")
+        self.assertEqual([b.type for b in message.content], ["text"])
+        self.assertEqual(message.content[0].text, "Hello from the fake upstream")
+        self.assertEqual(message.stop_reason, "end_turn")
+        self.assertEqual(message.usage.input_tokens, 5)
+        self.assertEqual(message.usage.output_tokens, 5)
+        self.assertTrue(message.id.startswith("msg_"), message.id)
+        [sent] = self.chats(live)
+        self.assertEqual(sent.headers[b"authorization"], b"Bearer sk-upstream-secret")
+        self.assertEqual(sent.body["model"], MODEL)
+        system, user = sent.body["messages"]
+        self.assertEqual(system["role"], "system")
+        self.assertIn("You are terse.", orjson.dumps(system["content"]).decode())
+        self.assertEqual(user["role"], "user")
+        self.assertIn("hi", orjson.dumps(user["content"]).decode())
+        self.assertEqual(sent.body.get("max_tokens", sent.body.get("max_completion_tokens")), 256)
+
+    async def test_stream_helper_with_a_tool_and_the_final_message(self) -> None:
+        live = LiveGateway(self)
+        arguments = orjson.dumps({"city": "Paris"}).decode()
+        live.upstream.script += [
+            sse(
+                [
+                    chatChunk({"role": "assistant", "content": "Let me check."}),
+                    *toolCallStream("call_w1", "get_weather", arguments),
+                ]
+            ),
+            sse(textStream(["Sunny", " in Paris."])),
+        ]
+        client = self.client(self.root(live))
+
+        def turn(messages: list[Any]) -> tuple[list[str], str, Any]:
+            with client.messages.stream(
+                model=MODEL, max_tokens=512, tools=[WEATHER], messages=messages
+            ) as stream:
+                types = [event.type for event in stream]
+                return types, stream.get_final_text(), stream.get_final_message()
+
+        question = {"role": "user", "content": "Weather in Paris?"}
+        types, text, final = await deferToThread(turn, [question])
+        self.assertEqual(types[0], "message_start")
+        self.assertEqual(types[-1], "message_stop")
+        self.assertIn("input_json", types)  # the helper's event for input_json_delta
+        self.assertEqual(text, "Let me check.")
+        self.assertEqual(final.stop_reason, "tool_use")
+        self.assertEqual([b.type for b in final.content], ["text", "tool_use"])
+        use = final.content[1]
+        self.assertEqual((use.name, use.input), ("get_weather", {"city": "Paris"}))
+        self.assertTrue(use.id)
+        tool = self.chats(live)[0].body["tools"][0]
+        self.assertEqual(tool["function"]["name"], "get_weather")
+        self.assertEqual(tool["function"]["parameters"], WEATHER["input_schema"])
+
+        followUp = [
+            question,
+            {
+                "role": "assistant",
+                "content": [b.model_dump(exclude_none=True) for b in final.content],
+            },
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "22C, sun"}],
+            },
+        ]
+        _, text, final = await deferToThread(turn, followUp)
+        self.assertEqual(text, "Sunny in Paris.")
+        self.assertEqual(final.stop_reason, "end_turn")
+        messages = self.chats(live)[1].body["messages"]
+        assistant = next(m for m in messages if m.get("tool_calls"))
+        self.assertEqual(assistant["tool_calls"][0]["function"]["name"], "get_weather")
+        [toolMessage] = [m for m in messages if m["role"] == "tool"]
+        self.assertEqual(toolMessage["tool_call_id"], assistant["tool_calls"][0]["id"])
+        self.assertIn("22C, sun", orjson.dumps(toolMessage["content"]).decode())
+
+    async def test_reasoning_content_arrives_as_a_thinking_block(self) -> None:
+        live = LiveGateway(self)
+        live.upstream.script.append(
+            sse(
+                [
+                    chatChunk({"role": "assistant", "content": ""}),
+                    chatChunk({"reasoning_content": "Two plus two "}),
+                    chatChunk({"reasoning_content": "is four."}),
+                    *textStream(["4"])[1:],
+                ]
+            )
+        )
+        client = self.client(self.root(live))
+
+        def run() -> Any:
+            with client.messages.stream(
+                model=MODEL,
+                max_tokens=4096,
+                thinking={"type": "enabled", "budget_tokens": 2048},
+                messages=[{"role": "user", "content": "2+2?"}],
+            ) as stream:
+                return stream.get_final_message()
+
+        final = await deferToThread(run)
+        self.assertEqual([b.type for b in final.content], ["thinking", "text"])
+        self.assertEqual(final.content[0].thinking, "Two plus two is four.")
+        self.assertIsInstance(final.content[0].signature, str)
+        self.assertEqual(final.content[1].text, "4")
+
+    async def test_rate_limited_upstream_is_a_rate_limit_error(self) -> None:
+        import anthropic
+
+        live = LiveGateway(self)
+        live.upstream.script.append(
+            chatError(429, "Rate limit reached", "requests", retry_after="3")
+        )
+        client = self.client(self.root(live))
+        create = lambda: client.messages.create(  # noqa: E731
+            model=MODEL, max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+        )
+        error = await self.assertFailure(deferToThread(create), anthropic.RateLimitError)
+        self.assertEqual(error.status_code, 429)
+        self.assertTrue(error.response.headers.get("retry-after"))
+        self.assertEqual(error.body["type"], "error")
+        self.assertEqual(error.body["error"]["type"], "rate_limit_error")
+
+    async def test_refused_request_is_a_bad_request_error(self) -> None:
+        import anthropic
+
+        live = LiveGateway(self)
+        live.upstream.script.append(
+            chatError(400, "Unrecognized request argument supplied: foo", "invalid_request_error")
+        )
+        client = self.client(self.root(live))
+        create = lambda: client.messages.create(  # noqa: E731
+            model=MODEL, max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+        )
+        error = await self.assertFailure(deferToThread(create), anthropic.BadRequestError)
+        self.assertEqual(error.status_code, 400)
+        self.assertEqual(error.body["error"]["type"], "invalid_request_error")
+        self.assertIn("foo", error.body["error"]["message"])
+
+    async def test_upstream_outage_is_an_internal_server_error(self) -> None:
+        import anthropic
+
+        live = LiveGateway(self)
+        live.upstream.script.append(faults.status(503))
+        client = self.client(self.root(live))
+        create = lambda: client.messages.create(  # noqa: E731
+            model=MODEL, max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+        )
+        error = await self.assertFailure(deferToThread(create), anthropic.InternalServerError)
+        self.assertGreaterEqual(error.status_code, 500)
+        self.assertEqual(error.body["type"], "error")
+
+    async def test_count_tokens(self) -> None:
+        live = LiveGateway(self)
+        client = self.client(self.root(live))
+        counted = await deferToThread(
+            client.messages.count_tokens,
+            model=MODEL,
+            system="You are terse.",
+            tools=[WEATHER],
+            messages=[{"role": "user", "content": "How is the weather in Paris today?"}],
+        )
+        self.assertIsInstance(counted.input_tokens, int)
+        self.assertGreater(counted.input_tokens, 0)
+
+
+class AnthropicSDKOntoMessagesTests(TestCase):
+    """Onto a Messages upstream the SDK's requests are relayed, the key swapped."""
+
+    timeout = 60
+
+    def client(self, live: MessagesGateway, **kw: Any) -> Any:
+        from anthropic import Anthropic
+
+        kw.setdefault("api_key", "client-key")
+        client = Anthropic(base_url=live.root, max_retries=0, timeout=15, **kw)
+        self.addCleanup(client.close)
+        return client
+
+    async def test_create_and_count_tokens_are_relayed(self) -> None:
+        live = MessagesGateway(self)
+        live.fake.script.append(say("Straight from Claude"))
+        client = self.client(live)
+        message = await deferToThread(
+            client.messages.create,
+            model=MODEL,
+            max_tokens=64,
+            messages=[{"role": "user", "content": "hi"}],
+            extra_headers={"anthropic-beta": "context-management-2025-06-27"},
+        )
+        self.assertEqual(message.content[0].text, "Straight from Claude", rejections(live.fake))
+        [sent] = live.fake.messages
+        self.assertEqual(sent.headers[b"x-api-key"], API_KEY.encode())
+        self.assertNotIn(b"client-key", b"".join(sent.headers.values()))
+        # The SDK's own version and betas, unchanged.
+        self.assertEqual(sent.headers[b"anthropic-version"], b"2026-10-21")
+        self.assertEqual(sent.headers[b"anthropic-beta"], b"context-management-2025-06-27")
+        counted = await deferToThread(
+            client.messages.count_tokens, model=MODEL, messages=[{"role": "user", "content": "hi"}]
+        )
+        self.assertGreater(counted.input_tokens, 0)
+        self.assertEqual(live.fake.rejected, [], rejections(live.fake))
+        self.assertTrue(
+            any(r.path.split(b"?")[0] == b"/v1/messages/count_tokens" for r in live.fake.received)
+        )
+
+    async def test_upstream_errors_keep_their_class(self) -> None:
+        import anthropic
+
+        from tests.fakes.anthropic_upstream import Fail
+
+        live = MessagesGateway(self)
+        live.fake.script += [
+            Fail("rate_limit_error", "slow down", retry_after="2"),
+            Fail("overloaded_error", "Overloaded"),
+        ]
+        client = self.client(live)
+        create = lambda: client.messages.create(  # noqa: E731
+            model=MODEL, max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+        )
+        limited = await self.assertFailure(deferToThread(create), anthropic.RateLimitError)
+        self.assertEqual(limited.response.headers.get("retry-after"), "2")
+        await self.assertFailure(deferToThread(create), anthropic.OverloadedError)
+        # The SDK's own request, refused by the strict upstream, comes back a 400.
+        refused = lambda: client.messages.create(  # noqa: E731
+            model=MODEL,
+            max_tokens=10,
+            messages=[{"role": "user", "content": "a"}, {"role": "user", "content": "b"}],
+        )
+        error = await self.assertFailure(deferToThread(refused), anthropic.BadRequestError)
+        self.assertIn("roles must alternate", error.body["error"]["message"])

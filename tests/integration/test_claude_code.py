@@ -1,0 +1,472 @@
+"""
+The real Claude Code CLI (installed by scripts/install-claude-code) runs
+`claude -p` through the gateway's POST /v1/messages onto a scripted Chat
+Completions upstream, a scripted Responses upstream, and a strict fake
+Anthropic upstream (relayed untouched): a plain answer, and a Bash tool
+round trip that writes a file.
+
+Claude Code runs offline against a local base URL with telemetry, the
+auto-updater and non-essential traffic off, in a throwaway HOME (it needs
+no onboarding state for `-p`). As root it refuses
+`--dangerously-skip-permissions`, so Bash is allowed with
+`--allowedTools Bash`. A few seconds per test: the CLI is a separate
+process speaking real HTTP, which is the point.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+import attrs
+import orjson
+from twisted.internet import reactor
+from twisted.trial.unittest import TestCase
+from twisted.web.server import NOT_DONE_YET, Request
+
+from tests.fakes.anthropic_upstream import (
+    API_KEY,
+    FakeAnthropicUpstream,
+    Text,
+    Thinking,
+    ToolUse,
+    Turn,
+    say,
+)
+from tests.fakes.chat_upstream import FakeChatUpstream, chatChunk, textStream
+from tests.integration.peers import Collect, installed
+from tests.integration.test_codex_cli import sse, toolCallStream
+from tests.integration.test_integration import LiveGateway
+from tests.integration.test_messages_upstream import MessagesGateway, rejections
+
+MODEL = "claude-sonnet-4-5"
+
+
+def claudeBinary() -> str:
+    """Claude Code; installed on demand so a fresh checkout needs no extra step."""
+    return installed("CLAUDE_BIN", "install-claude-code")
+
+
+@attrs.frozen
+class ClaudeRun:
+    """What a `claude -p` run left: exit code, output, and its work directory."""
+
+    code: int
+    out: str
+    err: str
+    work: str
+
+    def why(self, extra: str = "") -> str:
+        return f"claude failed ({self.code}):{extra}\nstdout:{self.out[-2000:]}\nstderr:{self.err[-3000:]}"
+
+    def read(self, name: str) -> str | None:
+        path = os.path.join(self.work, name)
+        if not os.path.exists(path):
+            return None
+        with open(path) as f:
+            return f.read()
+
+
+async def runClaude(
+    test: TestCase,
+    root: str,
+    prompt: str,
+    model: str = MODEL,
+    key: str = "client-key",
+    bearer: bool = False,
+    extraArgs: list[str] | None = None,
+    timeout: float = 60,
+) -> ClaudeRun:
+    """
+    Run `claude -p PROMPT --model MODEL --allowedTools Bash` in a throwaway
+    directory against C{root} (the base URL, without C{/v1}). The key is
+    sent as C{x-api-key} (C{ANTHROPIC_API_KEY}), or with C{bearer} as
+    C{Authorization: Bearer} (C{ANTHROPIC_AUTH_TOKEN}). The work directory
+    is removed by cleanup, after the test has looked at it.
+    """
+    home = os.path.abspath(test.mktemp())
+    work = os.path.join(home, "work")
+    os.makedirs(work)
+    test.addCleanup(shutil.rmtree, home, True)
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": home,
+        "ANTHROPIC_BASE_URL": root,
+        ("ANTHROPIC_AUTH_TOKEN" if bearer else "ANTHROPIC_API_KEY"): key,
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "DISABLE_ERROR_REPORTING": "1",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "NO_COLOR": "1",
+    }
+    proto = Collect()
+    binary = claudeBinary()
+    process = reactor.spawnProcess(
+        proto,
+        binary,
+        [binary, "-p", prompt, "--model", model, "--allowedTools", "Bash", *(extraArgs or [])],
+        env=env,
+        path=work,
+    )
+    process.closeStdin()  # -p reads more prompt from an open stdin
+    killer = reactor.callLater(timeout, process.signalProcess, "KILL")
+    code = await proto.ended
+    if killer.active():
+        killer.cancel()
+    return ClaudeRun(
+        code, proto.out.decode(errors="replace"), proto.err.decode(errors="replace"), work
+    )
+
+
+def bashCommand(marker: str) -> dict[str, str]:
+    return {
+        "command": f"echo {marker} > bash-{marker}.txt && cat bash-{marker}.txt",
+        "description": "Write the marker file",
+    }
+
+
+def chats(upstream: FakeChatUpstream) -> list[Any]:
+    return [r for r in upstream.received if r.path == b"/v1/chat/completions"]
+
+
+# -- a scripted Responses upstream (the Chat fake's script, speaking Responses) --
+
+
+def responsesStream(items: list[dict[str, Any]]) -> Any:
+    """A script step: a Responses stream whose output is C{items}, as OpenAI streams it."""
+
+    def step(request: Request, body: Any) -> Any:
+        events: list[dict[str, Any]] = []
+        shell = {
+            "id": "resp_fake1",
+            "object": "response",
+            "created_at": 1700000000,
+            "status": "in_progress",
+            "model": body.get("model"),
+            "output": [],
+        }
+        events.append({"type": "response.created", "response": shell})
+        events.append({"type": "response.in_progress", "response": shell})
+        for index, item in enumerate(items):
+            added = dict(item, status="in_progress")
+            if item["type"] == "message":
+                added["content"] = []
+                events.append(
+                    {"type": "response.output_item.added", "output_index": index, "item": added}
+                )
+                part = {"type": "output_text", "text": "", "annotations": []}
+                events.append(
+                    {
+                        "type": "response.content_part.added",
+                        "item_id": item["id"],
+                        "output_index": index,
+                        "content_index": 0,
+                        "part": part,
+                    }
+                )
+                text = item["content"][0]["text"]
+                for piece in (text[: len(text) // 2], text[len(text) // 2 :]):
+                    events.append(
+                        {
+                            "type": "response.output_text.delta",
+                            "item_id": item["id"],
+                            "output_index": index,
+                            "content_index": 0,
+                            "delta": piece,
+                        }
+                    )
+                events.append(
+                    {
+                        "type": "response.output_text.done",
+                        "item_id": item["id"],
+                        "output_index": index,
+                        "content_index": 0,
+                        "text": text,
+                    }
+                )
+                events.append(
+                    {
+                        "type": "response.content_part.done",
+                        "item_id": item["id"],
+                        "output_index": index,
+                        "content_index": 0,
+                        "part": dict(part, text=text),
+                    }
+                )
+            else:
+                added["arguments"] = ""
+                events.append(
+                    {"type": "response.output_item.added", "output_index": index, "item": added}
+                )
+                events.append(
+                    {
+                        "type": "response.function_call_arguments.delta",
+                        "item_id": item["id"],
+                        "output_index": index,
+                        "delta": item["arguments"],
+                    }
+                )
+                events.append(
+                    {
+                        "type": "response.function_call_arguments.done",
+                        "item_id": item["id"],
+                        "output_index": index,
+                        "arguments": item["arguments"],
+                    }
+                )
+            events.append(
+                {"type": "response.output_item.done", "output_index": index, "item": item}
+            )
+        done = dict(
+            shell,
+            status="completed",
+            output=items,
+            usage={
+                "input_tokens": 12,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens": 6,
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": 18,
+            },
+        )
+        events.append({"type": "response.completed", "response": done})
+        request.setHeader(b"content-type", b"text/event-stream")
+        for n, event in enumerate(events):
+            event["sequence_number"] = n
+            request.write(
+                b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+            )
+        request.finish()
+        return NOT_DONE_YET
+
+    return step
+
+
+def responsesText(text: str) -> Any:
+    return responsesStream(
+        [
+            {
+                "type": "message",
+                "id": "msg_fake1",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": []}],
+            }
+        ]
+    )
+
+
+def responsesCall(call_id: str, name: str, arguments: dict[str, Any]) -> Any:
+    return responsesStream(
+        [
+            {
+                "type": "function_call",
+                "id": "fc_fake1",
+                "status": "completed",
+                "call_id": call_id,
+                "name": name,
+                "arguments": orjson.dumps(arguments).decode(),
+            }
+        ]
+    )
+
+
+# -- the tests ------------------------------------------------------------------
+
+
+class ClaudeCodeOntoFakeAnthropicTests(TestCase):
+    """
+    Claude Code straight onto the fake, no gateway: the fake takes what the
+    real client sends (its 24 tools, cache_control, betas, thinking echoed
+    back with its signature), so its strictness is Anthropic's, not ours.
+    """
+
+    timeout = 120
+
+    async def test_the_fake_accepts_a_real_bash_round_trip(self) -> None:
+        from tests.integration.test_integration import serve
+
+        fake = FakeAnthropicUpstream(apiKey="direct-key")
+        port = serve(self, fake)
+        marker = "direct7043"
+        fake.script += [
+            Turn(
+                (
+                    Thinking("I will write it."),
+                    Text("Running."),
+                    ToolUse("Bash", bashCommand(marker)),
+                )
+            ),
+            say("Wrote ", marker),
+        ]
+        run = await runClaude(
+            self, f"http://127.0.0.1:{port.getHost().port}", "write it", key="direct-key"
+        )
+        self.assertEqual(run.code, 0, run.why(rejections(fake)))
+        self.assertIn(f"Wrote {marker}", run.out)
+        self.assertEqual(run.read(f"bash-{marker}.txt"), f"{marker}\n")
+        # HEAD / (a connectivity probe, keyless) is the one refusal.
+        self.assertEqual([r for r in fake.rejected if r[1] != 401], [])
+        self.assertEqual(len(fake.messages), 2)
+
+
+class ClaudeCodeOntoChatTests(TestCase):
+    timeout = 120
+
+    async def test_plain_answer(self) -> None:
+        live = LiveGateway(self)
+        live.upstream.script.append(sse(textStream(["Hello ", "from ", "a Chat model"])))
+        run = await runClaude(self, live.base.removesuffix("/v1"), "say hello")
+        self.assertEqual(run.code, 0, run.why())
+        self.assertEqual(run.out.strip(), "Hello from a Chat model")
+        [sent] = chats(live.upstream)
+        self.assertEqual(sent.headers[b"authorization"], b"Bearer sk-upstream-secret")
+        self.assertEqual(sent.body["model"], MODEL)
+        self.assertTrue(sent.body["stream"])
+        roles = [m["role"] for m in sent.body["messages"]]
+        self.assertEqual(roles[0], "system")
+        self.assertEqual(roles[-1], "user")
+        self.assertIn("say hello", orjson.dumps(sent.body["messages"][-1]).decode())
+        names = [t["function"]["name"] for t in sent.body["tools"]]
+        self.assertIn("Bash", names)
+
+    async def test_bash_round_trip_writes_a_file(self) -> None:
+        live = LiveGateway(self)
+        marker = "chat5821"
+        live.upstream.script += [
+            sse(toolCallStream("call_bash1", "Bash", orjson.dumps(bashCommand(marker)).decode())),
+            sse(textStream(["The file holds ", marker, "."])),
+        ]
+        run = await runClaude(self, live.base.removesuffix("/v1"), "write the marker file")
+        self.assertEqual(run.code, 0, run.why())
+        self.assertEqual(run.read(f"bash-{marker}.txt"), f"{marker}\n")
+        self.assertIn(f"The file holds {marker}.", run.out)
+        first, second = chats(live.upstream)
+        bash = next(t for t in first.body["tools"] if t["function"]["name"] == "Bash")
+        self.assertIn("command", bash["function"]["parameters"]["properties"])
+        messages = second.body["messages"]
+        assistant = next(m for m in messages if m.get("tool_calls"))
+        self.assertEqual(assistant["tool_calls"][0]["function"]["name"], "Bash")
+        self.assertEqual(
+            orjson.loads(assistant["tool_calls"][0]["function"]["arguments"]), bashCommand(marker)
+        )
+        [tool] = [m for m in messages if m["role"] == "tool"]
+        self.assertEqual(tool["tool_call_id"], "call_bash1")
+        self.assertIn(marker, orjson.dumps(tool["content"]).decode())
+
+    async def test_reasoning_upstream_thinks_and_runs_bash(self) -> None:
+        # A DeepSeek-style upstream reasons in reasoning_content: Claude Code
+        # gets thinking blocks, echoes them on the tool turn, and the loop
+        # still completes.
+        live = LiveGateway(self)
+        marker = "think3390"
+        arguments = orjson.dumps(bashCommand(marker)).decode()
+        live.upstream.script += [
+            sse(
+                [
+                    chatChunk({"role": "assistant", "content": ""}),
+                    chatChunk({"reasoning_content": "I need the shell "}),
+                    chatChunk({"reasoning_content": "for this."}),
+                    *toolCallStream("call_think1", "Bash", arguments),
+                ]
+            ),
+            sse(textStream(["Done: ", marker])),
+        ]
+        run = await runClaude(
+            self,
+            live.base.removesuffix("/v1"),
+            "write the marker file",
+            extraArgs=["--output-format", "stream-json", "--verbose"],
+        )
+        self.assertEqual(run.code, 0, run.why())
+        self.assertEqual(run.read(f"bash-{marker}.txt"), f"{marker}\n")
+        events = [orjson.loads(line) for line in run.out.splitlines() if line.startswith("{")]
+        blocks = [
+            b for e in events if e.get("type") == "assistant" for b in e["message"]["content"]
+        ]
+        thinking = [b for b in blocks if b["type"] == "thinking"]
+        self.assertEqual([b["thinking"] for b in thinking], ["I need the shell for this."])
+        self.assertEqual(events[-1].get("result"), f"Done: {marker}")
+        second = chats(live.upstream)[1].body["messages"]
+        self.assertEqual([m["role"] for m in second][-2:], ["assistant", "tool"])
+
+
+class ClaudeCodeOntoResponsesTests(TestCase):
+    timeout = 120
+
+    async def test_plain_answer(self) -> None:
+        live = LiveGateway(self, upstream={"wire_api": "responses"})
+        live.upstream.script.append(responsesText("Hello from a Responses model"))
+        run = await runClaude(self, live.base.removesuffix("/v1"), "say hello")
+        self.assertEqual(run.code, 0, run.why())
+        self.assertEqual(run.out.strip(), "Hello from a Responses model")
+        [sent] = [r for r in live.upstream.received if r.path == b"/v1/responses"]
+        self.assertEqual(sent.body["model"], MODEL)
+        self.assertIn("say hello", orjson.dumps(sent.body["input"]).decode())
+
+    async def test_bash_round_trip_writes_a_file(self) -> None:
+        live = LiveGateway(self, upstream={"wire_api": "responses"})
+        marker = "resp6120"
+        live.upstream.script += [
+            responsesCall("call_resp1", "Bash", bashCommand(marker)),
+            responsesText(f"Responses wrote {marker}."),
+        ]
+        run = await runClaude(self, live.base.removesuffix("/v1"), "write the marker file")
+        self.assertEqual(run.code, 0, run.why())
+        self.assertEqual(run.read(f"bash-{marker}.txt"), f"{marker}\n")
+        self.assertIn(f"Responses wrote {marker}.", run.out)
+        first, second = [r for r in live.upstream.received if r.path == b"/v1/responses"]
+        self.assertIn("Bash", [t.get("name") for t in first.body["tools"]])
+        items = second.body["input"]
+        [callItem] = [i for i in items if i.get("type") == "function_call"]
+        self.assertEqual((callItem["call_id"], callItem["name"]), ("call_resp1", "Bash"))
+        [output] = [i for i in items if i.get("type") == "function_call_output"]
+        self.assertEqual(output["call_id"], "call_resp1")
+        self.assertIn(marker, orjson.dumps(output["output"]).decode())
+
+
+class ClaudeCodeOntoMessagesTests(TestCase):
+    """Onto a Messages upstream the request is relayed untouched, key swapped."""
+
+    timeout = 120
+
+    async def test_bash_round_trip_with_thinking_is_relayed(self) -> None:
+        live = MessagesGateway(self)
+        marker = "relay4471"
+        live.fake.script += [
+            Turn((Thinking("Shell it."), Text("Running."), ToolUse("Bash", bashCommand(marker)))),
+            say("Relayed ", marker),
+        ]
+        run = await runClaude(self, live.root, "write the marker file")
+        self.assertEqual(run.code, 0, run.why(rejections(live.fake)))
+        self.assertEqual(run.read(f"bash-{marker}.txt"), f"{marker}\n")
+        self.assertIn(f"Relayed {marker}", run.out)
+        self.assertEqual(live.fake.rejected, [], rejections(live.fake))
+        first, second = live.fake.messages
+        for sent in (first, second):
+            self.assertEqual(sent.headers[b"x-api-key"], API_KEY.encode())
+            self.assertNotIn(b"client-key", b"".join(sent.headers.values()))
+            self.assertEqual(sent.headers[b"anthropic-version"], b"2023-06-01")
+            self.assertIn(b"claude-code-20250219", sent.headers[b"anthropic-beta"])
+        self.assertEqual(first.body["thinking"]["type"], "enabled")
+        self.assertIn("context_management", first.body)
+        assistant = second.body["messages"][-2]
+        self.assertEqual(assistant["content"][0]["type"], "thinking")
+
+    async def test_gateway_key_as_bearer_token(self) -> None:
+        live = MessagesGateway(self, auth={"keys": [{"name": "cc", "key": "gw-claude-key"}]})
+        live.fake.script.append(say("Authorized by bearer"))
+        run = await runClaude(self, live.root, "hi", key="gw-claude-key", bearer=True)
+        self.assertEqual(run.code, 0, run.why(rejections(live.fake)))
+        self.assertIn("Authorized by bearer", run.out)
+        [sent] = live.fake.messages
+        self.assertEqual(sent.headers[b"x-api-key"], API_KEY.encode())
+        self.assertNotIn(b"authorization", sent.headers)
+
+    async def test_wrong_gateway_key_is_refused_before_the_upstream(self) -> None:
+        live = MessagesGateway(self, auth={"keys": [{"name": "cc", "key": "gw-claude-key"}]})
+        run = await runClaude(self, live.root, "hi", key="not-the-key")
+        self.assertNotEqual(run.code, 0, run.out)
+        self.assertEqual(live.fake.messages, [])
+        self.assertRegex(run.out + run.err, "(?i)api key|authenticat|401")

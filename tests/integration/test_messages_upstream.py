@@ -1,0 +1,652 @@
+"""
+Anthropic's Messages API as the upstream (C{wire_api: messages},
+C{provider: anthropic}): the official openai SDK (Responses, streamed and
+not, with a function tool round trip; Chat Completions) and the real Codex
+CLI (a shell tool round trip) through the gateway onto
+L{FakeAnthropicUpstream}, which refuses what Anthropic's API refuses. With
+thinking on, the thinking block and its signature must come back on the
+tool turn, carried by the client's reasoning item.
+
+The fake itself is checked first, with the anthropic SDK as the oracle of
+the wire shapes and the API's rules as the oracle of what it refuses.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import orjson
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import TestCase
+
+from codexgw.config import parse
+from codexgw.service import Gateway
+from tests.fakes.anthropic_upstream import (
+    API_KEY,
+    Fail,
+    FakeAnthropicUpstream,
+    Text,
+    Thinking,
+    ToolUse,
+    Turn,
+    call,
+    say,
+)
+from tests.integration.test_codex_cli import runCodex
+from tests.integration.test_integration import httpClient, serve
+
+MODEL = "claude-sonnet-4-5"
+
+
+class MessagesGateway:
+    """
+    A gateway listening on loopback whose one upstream, C{claude}, is a
+    strict fake Anthropic API (or C{upstream}, any resource) with
+    C{wire_api: messages}; stopped by cleanup.
+
+    @ivar fake: the upstream resource.
+    @ivar base: the gateway's C{/v1} URL; C{root} the same without C{/v1}
+        (Claude Code's and the anthropic SDK's base URL).
+    """
+
+    def __init__(
+        self,
+        test: TestCase,
+        upstream: Any = None,
+        wire_api: str = "messages",
+        provider: str | None = "anthropic",
+        upstreamExtra: dict[str, Any] | None = None,
+        **top: Any,
+    ) -> None:
+        self.fake = upstream if upstream is not None else FakeAnthropicUpstream()
+        self.upstreamPort = serve(test, self.fake)
+        settings: dict[str, Any] = {
+            "base_url": f"http://127.0.0.1:{self.upstreamPort.getHost().port}/v1",
+            "api_key": API_KEY,
+            "wire_api": wire_api,
+            "retries": {"max_attempts": 1},
+            **(upstreamExtra or {}),
+        }
+        if provider is not None:
+            settings["provider"] = provider
+        config = parse(
+            {
+                "upstreams": {"claude": settings},
+                "default_upstream": "claude",
+                "store": {"backend": "none"},
+                **top,
+            },
+            "test.yaml",
+            {},
+        )
+        self.gateway = Gateway(config)
+        test.addCleanup(self.gateway.close)
+        self.port = serve(test, self.gateway.resource)
+        self.root = f"http://127.0.0.1:{self.port.getHost().port}"
+        self.base = self.root + "/v1"
+        self.http = httpClient(test)
+
+
+def rejections(fake: FakeAnthropicUpstream) -> str:
+    """What the fake refused, for assertion messages."""
+    return "\n".join(f"request {i}: {status} {message}" for i, status, message in fake.rejected)
+
+
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather in a city.",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+}
+
+
+# -- the fake, checked against the SDK and the API's rules ----------------------
+
+
+class FakeAnthropicTests(TestCase):
+    """The fake speaks what the anthropic SDK parses and refuses what the API refuses."""
+
+    timeout = 30
+
+    def setUp(self) -> None:
+        self.fake = FakeAnthropicUpstream()
+        port = serve(self, self.fake)
+        self.url = f"http://127.0.0.1:{port.getHost().port}"
+        self.http = httpClient(self)
+
+    def sdk(self, apiKey: str = API_KEY) -> Any:
+        from anthropic import Anthropic
+
+        client = Anthropic(base_url=self.url, api_key=apiKey, max_retries=0, timeout=10)
+        self.addCleanup(client.close)
+        return client
+
+    async def post(self, body: dict[str, Any], **headers: str) -> tuple[int, Any]:
+        sent = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01"}
+        sent.update({k.replace("_", "-"): v for k, v in headers.items()})
+        response = await self.http.post(
+            self.url + "/v1/messages", data=orjson.dumps(body), headers=sent
+        )
+        return response.code, orjson.loads(await response.content())
+
+    async def test_sdk_reads_a_streamed_thinking_tool_turn(self) -> None:
+        self.fake.script.append(
+            Turn(
+                (
+                    Thinking("Let me look."),
+                    Text("Looking."),
+                    ToolUse("get_weather", {"city": "Paris"}),
+                )
+            )
+        )
+        client = self.sdk()
+
+        def run() -> Any:
+            with client.messages.stream(
+                model=MODEL,
+                max_tokens=4096,
+                thinking={"type": "enabled", "budget_tokens": 2048},
+                tools=[{"name": "get_weather", "input_schema": {"type": "object"}}],
+                messages=[{"role": "user", "content": "weather?"}],
+            ) as stream:
+                return list(stream), stream.get_final_message()
+
+        events, final = await deferToThread(run)
+        types = [e.type for e in events]
+        self.assertEqual(types[0], "message_start")
+        self.assertEqual(types[-1], "message_stop")
+        self.assertEqual([b.type for b in final.content], ["thinking", "text", "tool_use"])
+        self.assertEqual(final.content[0].thinking, "Let me look.")
+        self.assertIn(final.content[0].signature, self.fake.issued)
+        self.assertEqual(final.content[2].input, {"city": "Paris"})
+        self.assertEqual(final.stop_reason, "tool_use")
+
+    async def test_sdk_error_classes(self) -> None:
+        import anthropic
+
+        self.fake.script += [
+            Fail("rate_limit_error", "Number of request tokens has exceeded", retry_after="7"),
+            Fail("overloaded_error", "Overloaded"),
+        ]
+        client = self.sdk()
+        create = lambda: client.messages.create(  # noqa: E731
+            model=MODEL, max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+        )
+        limited = await self.assertFailure(deferToThread(create), anthropic.RateLimitError)
+        self.assertEqual(limited.response.headers["retry-after"], "7")
+        self.assertEqual(limited.body["error"]["type"], "rate_limit_error")
+        await self.assertFailure(deferToThread(create), anthropic.OverloadedError)
+        wrongKey = self.sdk("nope")
+        call_ = lambda: wrongKey.messages.create(  # noqa: E731
+            model=MODEL, max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+        )
+        await self.assertFailure(deferToThread(call_), anthropic.AuthenticationError)
+
+    async def test_refuses_what_anthropic_refuses(self) -> None:
+        user = {"role": "user", "content": "hi"}
+        use = {"type": "tool_use", "id": "toolu_1", "name": "t", "input": {}}
+        result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"}
+        tools = [{"name": "t", "input_schema": {"type": "object"}}]
+        thinking = {"type": "enabled", "budget_tokens": 2048}
+        cases: list[tuple[dict[str, Any], str]] = [
+            ({"model": MODEL, "messages": [user]}, "max_tokens: Field required"),
+            ({"model": MODEL, "max_tokens": 9, "messages": [user], "store": False}, "Extra inputs"),
+            ({"model": MODEL, "max_tokens": 9, "messages": [user, user]}, "roles must alternate"),
+            (
+                {"model": MODEL, "max_tokens": 9, "messages": [{"role": "system", "content": "x"}]},
+                "Input should be 'user' or 'assistant'",
+            ),
+            (
+                {
+                    "model": MODEL,
+                    "max_tokens": 9,
+                    "messages": [{"role": "user", "content": [{"type": "text", "text": ""}]}],
+                },
+                "text content blocks must be non-empty",
+            ),
+            (
+                {
+                    "model": MODEL,
+                    "max_tokens": 9,
+                    "tools": tools,
+                    "messages": [
+                        user,
+                        {"role": "assistant", "content": [use]},
+                        {"role": "user", "content": "go on"},
+                    ],
+                },
+                "without `tool_result` blocks immediately after",
+            ),
+            (
+                {
+                    "model": MODEL,
+                    "max_tokens": 9,
+                    "tools": tools,
+                    "messages": [
+                        user,
+                        {"role": "assistant", "content": [use]},
+                        {"role": "user", "content": [dict(result, tool_use_id="toolu_2"), result]},
+                    ],
+                },
+                "unexpected `tool_use_id`",
+            ),
+            (
+                {
+                    "model": MODEL,
+                    "max_tokens": 9,
+                    "tools": tools,
+                    "messages": [
+                        user,
+                        {"role": "assistant", "content": [use]},
+                        {"role": "user", "content": [{"type": "text", "text": "x"}, result]},
+                    ],
+                },
+                "must come first",
+            ),
+            (
+                {
+                    "model": MODEL,
+                    "max_tokens": 9,
+                    "messages": [user],
+                    "tools": [{"type": "function", "function": {"name": "t", "parameters": {}}}],
+                },
+                "does not match any of the expected tags",
+            ),
+            (
+                {
+                    "model": MODEL,
+                    "max_tokens": 4096,
+                    "messages": [user],
+                    "thinking": {"type": "enabled", "budget_tokens": 100},
+                },
+                "greater than or equal to 1024",
+            ),
+            (
+                {"model": MODEL, "max_tokens": 2048, "messages": [user], "thinking": thinking},
+                "`max_tokens` must be greater than `thinking.budget_tokens`",
+            ),
+            (
+                {
+                    "model": MODEL,
+                    "max_tokens": 4096,
+                    "thinking": thinking,
+                    "tools": tools,
+                    "messages": [
+                        user,
+                        {"role": "assistant", "content": [use]},
+                        {"role": "user", "content": [result]},
+                    ],
+                },
+                "must start with a thinking block",
+            ),
+            (
+                {
+                    "model": MODEL,
+                    "max_tokens": 4096,
+                    "thinking": thinking,
+                    "tools": tools,
+                    "messages": [
+                        user,
+                        {
+                            "role": "assistant",
+                            "content": [
+                                {"type": "thinking", "thinking": "hm", "signature": "forged"},
+                                use,
+                            ],
+                        },
+                        {"role": "user", "content": [result]},
+                    ],
+                },
+                "Invalid `signature`",
+            ),
+            (
+                {
+                    "model": MODEL,
+                    "max_tokens": 9,
+                    "messages": [user],
+                    "context_management": {"edits": []},
+                },
+                "context_management: Extra inputs are not permitted",
+            ),
+        ]
+        for body, expected in cases:
+            status, answer = await self.post(body)
+            self.assertEqual(status, 400, (body, answer))
+            self.assertEqual(answer["type"], "error")
+            self.assertEqual(answer["error"]["type"], "invalid_request_error")
+            self.assertIn(expected, answer["error"]["message"], body)
+        # A beta field is taken when its beta is named.
+        status, answer = await self.post(
+            {
+                "model": MODEL,
+                "max_tokens": 9,
+                "messages": [user],
+                "context_management": {"edits": []},
+            },
+            anthropic_beta="context-management-2025-06-27",
+        )
+        self.assertEqual(status, 200, answer)
+        # And a signed thinking block goes back fine.
+        signed = {"type": "thinking", "thinking": "hm", "signature": self.fake.sign("hm")}
+        status, answer = await self.post(
+            {
+                "model": MODEL,
+                "max_tokens": 4096,
+                "thinking": thinking,
+                "tools": tools,
+                "messages": [
+                    user,
+                    {"role": "assistant", "content": [signed, use]},
+                    {"role": "user", "content": [result]},
+                ],
+            }
+        )
+        self.assertEqual(status, 200, answer)
+        self.assertEqual(answer["type"], "message")
+
+    async def test_missing_version_and_count_tokens(self) -> None:
+        response = await self.http.post(
+            self.url + "/v1/messages",
+            data=orjson.dumps(
+                {"model": MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+            ),
+            headers={"x-api-key": API_KEY},
+        )
+        self.assertEqual(response.code, 400)
+        self.assertIn("anthropic-version", (await response.json())["error"]["message"])
+        client = self.sdk()
+        counted = await deferToThread(
+            client.messages.count_tokens,
+            model=MODEL,
+            messages=[{"role": "user", "content": "hello there"}],
+        )
+        self.assertGreater(counted.input_tokens, 0)
+
+
+# -- the openai SDK onto a Messages upstream ------------------------------------------
+
+
+class OpenAISDKOntoMessagesTests(TestCase):
+    timeout = 60
+
+    def client(self, live: MessagesGateway) -> Any:
+        from openai import OpenAI
+
+        client = OpenAI(base_url=live.base, api_key="client-key", max_retries=0, timeout=15)
+        self.addCleanup(client.close)
+        return client
+
+    async def test_responses_create_answers_text(self) -> None:
+        live = MessagesGateway(self)
+        live.fake.script.append(
+            Turn(
+                (Text("Bonjour from Claude"),),
+                input_tokens=20,
+                output_tokens=4,
+                cache_read_input_tokens=30,
+            )
+        )
+        client = self.client(live)
+        response = await deferToThread(
+            client.responses.create,
+            model=MODEL,
+            instructions="Answer in French.",
+            input="hello",
+        )
+        self.assertEqual(response.output_text, "Bonjour from Claude", rejections(live.fake))
+        self.assertEqual(response.status, "completed")
+        # Anthropic's input_tokens leave out the cache: the Responses count has them all.
+        self.assertEqual(response.usage.input_tokens, 50)
+        self.assertEqual(response.usage.input_tokens_details.cached_tokens, 30)
+        self.assertEqual(response.usage.output_tokens, 4)
+        [sent] = live.fake.messages
+        self.assertEqual(sent.headers[b"x-api-key"], API_KEY.encode())
+        self.assertNotIn(b"authorization", sent.headers)
+        self.assertEqual(sent.headers[b"anthropic-version"], b"2023-06-01")
+        self.assertEqual(sent.path, b"/v1/messages")
+        self.assertIsInstance(sent.body["max_tokens"], int)
+        self.assertIn("Answer in French.", orjson.dumps(sent.body.get("system")).decode())
+        self.assertEqual(sent.body["messages"][-1]["role"], "user")
+
+    async def test_responses_stream_answers_text(self) -> None:
+        live = MessagesGateway(self)
+        live.fake.script.append(say("Streamed ", "through ", "Messages"))
+        client = self.client(live)
+
+        def run() -> tuple[list[str], Any]:
+            with client.responses.stream(model=MODEL, input="hello") as stream:
+                types = [event.type for event in stream]
+                return types, stream.get_final_response()
+
+        types, final = await deferToThread(run)
+        self.assertEqual(final.output_text, "Streamed through Messages", rejections(live.fake))
+        self.assertEqual(types[0], "response.created")
+        self.assertEqual(types[-1], "response.completed")
+        self.assertIn("response.output_text.delta", types)
+
+    async def test_function_tool_round_trip_not_streamed(self) -> None:
+        live = MessagesGateway(self)
+        live.fake.script += [
+            call("get_weather", {"city": "Paris"}, id="toolu_weather1"),
+            say("It is sunny in Paris."),
+        ]
+        client = self.client(live)
+        first = await deferToThread(
+            client.responses.create, model=MODEL, input="weather in Paris?", tools=[WEATHER]
+        )
+        calls = [item for item in first.output if item.type == "function_call"]
+        self.assertEqual(len(calls), 1, (first.output, rejections(live.fake)))
+        self.assertEqual(calls[0].name, "get_weather")
+        self.assertEqual(orjson.loads(calls[0].arguments), {"city": "Paris"})
+        tool = live.fake.messages[0].body["tools"][0]
+        self.assertEqual(tool["name"], "get_weather")
+        self.assertEqual(tool["input_schema"]["properties"], {"city": {"type": "string"}})
+        second = await deferToThread(
+            client.responses.create,
+            model=MODEL,
+            tools=[WEATHER],
+            input=[
+                {"role": "user", "content": "weather in Paris?"},
+                *[item.model_dump(exclude_none=True) for item in first.output],
+                {"type": "function_call_output", "call_id": calls[0].call_id, "output": "22C, sun"},
+            ],
+        )
+        self.assertEqual(second.output_text, "It is sunny in Paris.", rejections(live.fake))
+        sent = live.fake.messages[1].body["messages"]
+        self.assertEqual([m["role"] for m in sent], ["user", "assistant", "user"])
+        [use] = [b for b in sent[1]["content"] if b["type"] == "tool_use"]
+        result = sent[2]["content"][0]
+        self.assertEqual(result["type"], "tool_result")
+        self.assertEqual(result["tool_use_id"], use["id"])
+        self.assertIn("22C, sun", orjson.dumps(result).decode())
+
+    async def test_streamed_tool_round_trip_with_thinking_sends_the_signature_back(self) -> None:
+        live = MessagesGateway(self)
+        thought = "The user wants the weather; I must call the tool."
+        live.fake.script += [
+            call("get_weather", {"city": "Oslo"}, thought=thought),
+            Turn((Thinking("Now I can answer."), Text("Snow in Oslo."))),
+        ]
+        client = self.client(live)
+
+        def turn(input: Any) -> Any:
+            with client.responses.stream(
+                model=MODEL,
+                input=input,
+                tools=[WEATHER],
+                reasoning={"effort": "low", "summary": "auto"},
+                include=["reasoning.encrypted_content"],
+                store=False,
+            ) as stream:
+                for _ in stream:
+                    pass
+                return stream.get_final_response()
+
+        first = await deferToThread(turn, "weather in Oslo?")
+        sent = live.fake.messages[0].body
+        self.assertEqual(sent.get("thinking", {}).get("type"), "enabled", sent.get("thinking"))
+        self.assertLess(sent["thinking"]["budget_tokens"], sent["max_tokens"])
+        kinds = [item.type for item in first.output]
+        self.assertEqual(kinds, ["reasoning", "function_call"], rejections(live.fake))
+        self.assertTrue(first.output[0].encrypted_content)
+        callItem = first.output[1]
+        second = await deferToThread(
+            turn,
+            [
+                {"role": "user", "content": "weather in Oslo?"},
+                *[item.model_dump(exclude_none=True) for item in first.output],
+                {
+                    "type": "function_call_output",
+                    "call_id": callItem.call_id,
+                    "output": "-5C, snow",
+                },
+            ],
+        )
+        self.assertEqual(live.fake.rejected, [], rejections(live.fake))
+        self.assertEqual(second.output_text, "Snow in Oslo.")
+        assistant = live.fake.messages[1].body["messages"][1]
+        self.assertEqual(assistant["content"][0]["type"], "thinking")
+        self.assertEqual(assistant["content"][0]["thinking"], thought)
+        self.assertEqual(live.fake.issued[assistant["content"][0]["signature"]], thought)
+
+    async def test_upstream_errors_reach_the_sdk_as_its_exceptions(self) -> None:
+        from openai import BadRequestError, RateLimitError
+
+        live = MessagesGateway(self)
+        live.fake.script += [
+            Fail("rate_limit_error", "This request would exceed the rate limit", retry_after="4"),
+            Fail("invalid_request_error", "prompt is too long: 250000 tokens > 200000 maximum"),
+        ]
+        client = self.client(live)
+        create = lambda: client.responses.create(model=MODEL, input="hi")  # noqa: E731
+        limited = await self.assertFailure(deferToThread(create), RateLimitError)
+        self.assertTrue(limited.response.headers.get("retry-after"))
+        tooLong = await self.assertFailure(deferToThread(create), BadRequestError)
+        self.assertEqual(tooLong.code, "context_length_exceeded", tooLong.body)
+
+    async def test_chat_completions_client_onto_messages(self) -> None:
+        live = MessagesGateway(self)
+        live.fake.script += [
+            call("get_weather", {"city": "Rome"}, id="toolu_rome"),
+            say("Warm in Rome."),
+        ]
+        client = self.client(live)
+        tools = [
+            {"type": "function", "function": {k: v for k, v in WEATHER.items() if k != "type"}}
+        ]
+        first = await deferToThread(
+            client.chat.completions.create,
+            model=MODEL,
+            messages=[
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Rome?"},
+            ],
+            tools=tools,
+        )
+        choice = first.choices[0]
+        self.assertEqual(choice.finish_reason, "tool_calls", rejections(live.fake))
+        [toolCall] = choice.message.tool_calls
+        self.assertEqual(orjson.loads(toolCall.function.arguments), {"city": "Rome"})
+
+        def streamed() -> str:
+            text = ""
+            for chunk in client.chat.completions.create(
+                model=MODEL,
+                stream=True,
+                tools=tools,
+                messages=[
+                    {"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": "Rome?"},
+                    choice.message.model_dump(exclude_none=True),
+                    {"role": "tool", "tool_call_id": toolCall.id, "content": "30C"},
+                ],
+            ):
+                if chunk.choices and chunk.choices[0].delta.content:
+                    text += chunk.choices[0].delta.content
+            return text
+
+        self.assertEqual(await deferToThread(streamed), "Warm in Rome.", rejections(live.fake))
+        sent = live.fake.messages[1].body
+        self.assertEqual(sent["messages"][2]["content"][0]["tool_use_id"], toolCall.id)
+
+
+# -- the real Codex CLI onto a Messages upstream ---------------------------------------
+
+
+class CodexOntoMessagesTests(TestCase):
+    timeout = 240
+
+    async def test_shell_tool_round_trip(self) -> None:
+        live = MessagesGateway(self)
+        marker = "codexgw-messages-7781"
+        live.fake.script += [
+            call("exec_command", {"cmd": f"echo {marker}"}),
+            say("The command printed ", marker, "."),
+        ]
+        code, message, out, err = await runCodex(self, live.base, "run echo for me")
+        self.assertEqual(
+            code,
+            0,
+            f"codex failed:\n{rejections(live.fake)}\nstdout:{out[-2000:]}\nstderr:{err[-3000:]}",
+        )
+        self.assertIn(f"The command printed {marker}.", message)
+        self.assertEqual(live.fake.rejected, [], rejections(live.fake))
+        first, second = live.fake.messages[:2]
+        self.assertTrue(first.body["stream"])
+        self.assertIn("exec_command", [t["name"] for t in first.body["tools"]])
+        last = second.body["messages"][-1]
+        self.assertEqual(last["content"][0]["type"], "tool_result")
+        self.assertIn(marker, orjson.dumps(last["content"][0]).decode())
+
+    async def test_shell_tool_round_trip_with_thinking(self) -> None:
+        # A route with Codex metadata that reasons: Codex sends an effort,
+        # the gateway turns thinking on, and the thinking block must ride
+        # Codex's reasoning item back on the tool turn.
+        live = MessagesGateway(
+            self,
+            models=[
+                {
+                    "match": "m1",
+                    "upstream": "claude",
+                    "model": MODEL,
+                    "codex": {"context_window": 64000, "default_reasoning_level": "low"},
+                }
+            ],
+        )
+        import json
+
+        rendered = await (await live.http.get(live.base + "/models?format=codex")).json()
+        catalog = os.path.abspath(self.mktemp())
+        with open(catalog, "w") as f:
+            json.dump(rendered, f)
+        marker = "codexgw-thinking-5150"
+        thought = "I should run the command with the shell tool."
+        live.fake.script += [
+            call("exec_command", {"cmd": f"echo {marker}"}, thought=thought),
+            Turn((Thinking("Done."), Text(f"It printed {marker}."))),
+        ]
+        code, message, out, err = await runCodex(
+            self,
+            live.base,
+            "run echo for me",
+            extraArgs=["-c", f"model_catalog_json={catalog}", "-c", "model_reasoning_effort=low"],
+        )
+        self.assertEqual(
+            code,
+            0,
+            f"codex failed:\n{rejections(live.fake)}\nstdout:{out[-2000:]}\nstderr:{err[-3000:]}",
+        )
+        self.assertIn(f"It printed {marker}.", message)
+        first, second = live.fake.messages[:2]
+        self.assertEqual(
+            first.body.get("thinking", {}).get("type"), "enabled", first.body.get("thinking")
+        )
+        self.assertEqual(live.fake.rejected, [], rejections(live.fake))
+        assistant = second.body["messages"][-2]
+        self.assertEqual(assistant["content"][0]["type"], "thinking")
+        self.assertEqual(live.fake.issued.get(assistant["content"][0]["signature"]), thought)
