@@ -378,7 +378,7 @@ class TranslatorTests(SynchronousTestCase):
         t = translator()
         events = t.start() + t.feed(START)
         events += t.feed(text_block(0, "x")[0]) + t.feed(text_block(0, "x")[1])
-        self.assertRaises(Exception, t.feed, {"type": "content_block_delta"})
+        self.assertRaises(KeyError, t.feed, {"type": "content_block_delta"})
         events += t.fail("upstream_protocol_error", "bad event")
         check_stream(events)
 
