@@ -18,6 +18,8 @@ MAX_MODEL_LABELS = 100
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+# Distinct (direction, type) pairs of WebSocket frames before "other".
+MAX_FRAME_LABELS = 128
 
 
 class GatewayMetrics:
@@ -132,6 +134,25 @@ class GatewayMetrics:
             "1 while the shared rate-limit backend answers, 0 while it does not.",
             registry=r,
         )
+        self.websockets_open = Gauge(
+            "codexgw_websockets_open",
+            "Responses WebSocket connections open right now.",
+            registry=r,
+        )
+        self.websocket_turns = Histogram(
+            "codexgw_websocket_turns",
+            "Turns (response.create frames answered) per WebSocket connection, at its close.",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+            registry=r,
+        )
+        self.websocket_frames = Counter(
+            "codexgw_websocket_frames_total",
+            "WebSocket messages, by direction (in, out) and type: the JSON type of a frame "
+            "(response.create, error, response.* events), binary, invalid, or other.",
+            ["direction", "type"],
+            registry=r,
+        )
+        self._frameChildren: dict[tuple[str, str], Counter] = {}
         self._models: set[str] = set()
         self._requestChildren: dict[tuple[str, str, str, str], Counter] = {}
 
@@ -151,6 +172,18 @@ class GatewayMetrics:
         child = self._requestChildren.get(key)
         if child is None:
             child = self._requestChildren[key] = self.requests.labels(*key)
+        child.inc()
+
+    def count_frame(self, direction: str, kind: str) -> None:
+        """Count one WebSocket message; the label set stays bounded."""
+        key = (direction, kind)
+        child = self._frameChildren.get(key)
+        if child is None:
+            if len(self._frameChildren) >= MAX_FRAME_LABELS or len(kind) > 64:
+                key = (direction, "other")
+                child = self._frameChildren.get(key)
+            if child is None:
+                child = self._frameChildren[key] = self.websocket_frames.labels(*key)
         child.inc()
 
     def render(self) -> bytes:
