@@ -2,7 +2,8 @@
 codexgw benchmark: the direct path, a bare twisted.web relay and the gateway,
 measured in one run, side by side, with ratios.
 
-    .venv/bin/python bench/run.py [--quick] [--json FILE]
+    .venv/bin/python bench/run.py [--quick] [--json FILE] [--no-floor]
+    .venv/bin/python bench/run.py --floor      # only the floor section (~45 s)
 
 Three processes are started on loopback: bench/fake_upstream.py (fast
 asyncio), bench/bare_relay.py (the baseline) and `twistd -n codexgw`. On a
@@ -10,6 +11,11 @@ machine with two or more cores the relay under test is pinned to core 0 and
 the load generator and upstream to core 1, so "per process" means one core.
 Every loop is bounded in requests and in seconds; every process is stopped at
 the end, also on error.
+
+The floor section (issue 15) starts one more gateway, with everything a
+deployment turns on (a gateway key, rate limits, metrics, the access log,
+redaction), and compares it with the bare relay at 16 connections over three
+interleaved rounds: see FLOOR_* below for its targets.
 """
 
 from __future__ import annotations
@@ -54,8 +60,9 @@ def rss(pid: int) -> float:
 
 
 class Conn:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, auth: bytes = b"bench") -> None:
         self.port = port
+        self.auth = auth
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
@@ -72,8 +79,8 @@ class Conn:
         start = time.perf_counter()
         self.writer.write(
             b"POST %s HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-            b"Authorization: Bearer bench\r\nContent-Length: %d\r\n\r\n%s"
-            % (path.encode(), len(body), body)
+            b"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s"
+            % (path.encode(), self.auth, len(body), body)
         )
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
@@ -96,6 +103,63 @@ class Conn:
             await self.reader.readexactly(length)
             first = time.perf_counter() - start
         return status, first, time.perf_counter() - start, events
+
+    async def fetch(self, path: str, body: bytes) -> tuple[int, float, float, int]:
+        """
+        L{post}, reading in 64 KB blocks and parsing the chunked body from the
+        buffer: a 200-chunk stream costs the load generator a few reads, not
+        400 awaits, so at c=16 it stays far from being the bottleneck. Same
+        tuple; the first byte is timed at the first whole body chunk.
+        """
+        if self.writer is None:
+            await self.open()
+        reader, writer = self.reader, self.writer
+        assert reader is not None and writer is not None
+        perf = time.perf_counter
+        start = perf()
+        writer.write(
+            b"POST %s HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s"
+            % (path.encode(), self.auth, len(body), body)
+        )
+        buf = b""
+        while (end := buf.find(b"\r\n\r\n")) < 0:
+            buf += await self._more(reader)
+        head, buf = buf[:end].lower(), buf[end + 4 :]
+        status = int(head[9:12])
+        first = 0.0
+        events = 0
+        if b"transfer-encoding: chunked" in head:
+            pos = 0
+            while True:
+                nl = buf.find(b"\r\n", pos)
+                if nl >= 0:
+                    size = int(buf[pos:nl], 16)
+                    stop = nl + 2 + size + 2
+                    if len(buf) >= stop:
+                        if size == 0:
+                            break
+                        if not first:
+                            first = perf() - start
+                        events += buf.count(b"data: ", nl + 2, stop)
+                        pos = stop
+                        continue
+                buf = buf[pos:] + await self._more(reader)
+                pos = 0
+        else:
+            at = head.find(b"content-length:")
+            length = int(head[at + 15 :].split(b"\r\n", 1)[0])
+            while len(buf) < length:
+                buf += await self._more(reader)
+            first = perf() - start
+        return status, first, perf() - start, events
+
+    @staticmethod
+    async def _more(reader: asyncio.StreamReader) -> bytes:
+        data = await reader.read(65536)
+        if not data:
+            raise asyncio.IncompleteReadError(b"", None)
+        return data
 
     def close(self) -> None:
         if self.writer is not None:
@@ -181,6 +245,7 @@ class Processes:
         core: int | None,
         ready: Callable[[], bool],
         env: dict[str, str] | None = None,
+        stdout: Any = subprocess.DEVNULL,
     ) -> subprocess.Popen[bytes]:
         def pin() -> None:
             os.setsid()
@@ -190,7 +255,7 @@ class Processes:
         proc = subprocess.Popen(
             args,
             cwd=ROOT,
-            stdout=subprocess.DEVNULL,
+            stdout=stdout,
             stderr=subprocess.PIPE,
             preexec_fn=pin,
             env=env or os.environ.copy(),
@@ -382,6 +447,189 @@ def gatewayConfig(port: int, upstream: int, extra: str = "") -> str:
     return config.name
 
 
+# -- the floor (issue 15) -------------------------------------------------------
+#
+# codexgw with everything on (gateway keys, rate limits, metrics, the access
+# log, redaction) against bare_relay.py, both pinned to core 0, the load and
+# the upstream on core 1; 16 connections; three interleaved rounds (gw, bare,
+# gw, bare, gw, bare), medians. Targets: gw/bare >= 0.9 for non-streamed
+# req/s and for 200-chunk streams/s, and at most 0.3 ms added to the first
+# byte.
+
+FLOOR_KEY = "gw-bench-floor-key-0123456789abcdef"
+FLOOR_CONCURRENCY = 16
+FLOOR_ROUNDS = 3
+FLOOR_RATIO = 0.9
+FLOOR_TTFB_MS = 0.3
+
+
+def floorConfig(port: int, upstream: int, dataDir: str) -> str:
+    """The gateway as deployed: a key, limits (too high to refuse), a store."""
+    return gatewayConfig(
+        port,
+        upstream,
+        "auth:\n  keys:\n"
+        f'    - {{name: bench, key: "{FLOOR_KEY}"}}\n'
+        "rate_limits:\n  requests_per_minute: 1000000000\n  tokens_per_minute: 1000000000000\n"
+        f'store: {{backend: sqlite, path: "{dataDir}/floor.sqlite3"}}\n',
+    )
+
+
+def cpuSeconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def floorLoad(
+    port: int,
+    pid: int,
+    body: bytes,
+    seconds: float,
+    minEvents: int = 0,
+    concurrency: int = FLOOR_CONCURRENCY,
+    maxRequests: int = 100_000,
+) -> dict[str, float]:
+    """Answers/s, TTFB p50 and the server's CPU use, C{concurrency} keep-alive connections."""
+    count = 0
+    ttfb: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal count, errors
+        conn = Conn(port, FLOOR_KEY.encode())
+        try:
+            while time.perf_counter() < deadline and count < maxRequests:
+                status, first, _, events = await conn.fetch("/v1/chat/completions", body)
+                count += 1
+                ttfb.append(first)
+                if status != 200 or events < minEvents:
+                    errors += 1
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+            errors += 1
+        finally:
+            conn.close()
+
+    cpu = cpuSeconds(pid)
+    started = time.perf_counter()
+    await asyncio.wait_for(
+        asyncio.gather(*[worker() for _ in range(concurrency)]), timeout=seconds + 30
+    )
+    elapsed = time.perf_counter() - started
+    return {
+        "rps": count / elapsed,
+        "ttfb_p50_ms": pct(ttfb, 50) * 1000,
+        "server_cpu": (cpuSeconds(pid) - cpu) / elapsed,
+        "errors": errors,
+        "requests": count,
+    }
+
+
+async def floorRounds(
+    targets: dict[str, tuple[int, int]], seconds: float, rounds: int = FLOOR_ROUNDS
+) -> dict[str, Any]:
+    """
+    C{rounds} interleaved rounds over C{targets} (name: (port, pid)); each
+    round measures non-streamed answers, 200-chunk streams (both at c=16)
+    and the time to first byte of one 200-chunk stream at a time (c=1).
+    """
+    plain = chatBody("bench", False)
+    stream = chatBody("bench-200", True)
+    for port, pid in targets.values():  # warm the pools
+        await floorLoad(port, pid, plain, 0.3)
+        await floorLoad(port, pid, stream, 0.3, 200)
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {
+        name: {"nonstream": [], "stream200": [], "ttfb": []} for name in targets
+    }
+    for _ in range(rounds):
+        for name, (port, pid) in targets.items():
+            runs[name]["nonstream"].append(await floorLoad(port, pid, plain, seconds))
+            runs[name]["stream200"].append(await floorLoad(port, pid, stream, seconds, 200))
+            runs[name]["ttfb"].append(await floorLoad(port, pid, stream, seconds / 3, 200, 1, 2000))
+    out: dict[str, Any] = {"rounds": runs, "seconds": seconds}
+    for name, kinds in runs.items():
+        out[name] = {
+            kind: {
+                key: statistics.median(r[key] for r in results)
+                for key in ("rps", "ttfb_p50_ms", "server_cpu")
+            }
+            | {"errors": sum(r["errors"] for r in results)}
+            for kind, results in kinds.items()
+        }
+    return out
+
+
+def floorReport(res: dict[str, Any]) -> str:
+    g, b = res["gateway"], res["bare"]
+    ns = g["nonstream"]["rps"] / b["nonstream"]["rps"]
+    st = g["stream200"]["rps"] / b["stream200"]["rps"]
+    added = g["ttfb"]["ttfb_p50_ms"] - b["ttfb"]["ttfb_p50_ms"]
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+
+    def rounds(name: str, kind: str, key: str, fmt: str) -> str:
+        return " ".join(fmt.format(r[key]) for r in res["rounds"][name][kind])
+
+    lines = [
+        "floor (issue 15): codexgw with keys, rate limits, metrics, access log and redaction on,",
+        f"vs bare_relay.py; both on core 0, load + upstream on core 1; medians of "
+        f"{len(res['rounds']['gateway']['nonstream'])} interleaved rounds of {res['seconds']:.1f} s",
+        f"{'':38} {'bare':>9} {'codexgw':>9} {'gw/bare':>8}  target",
+        f"{'non-streamed req/s (c=16)':38} {b['nonstream']['rps']:9.1f} {g['nonstream']['rps']:9.1f} "
+        f"{ns:8.2f}  >= {FLOOR_RATIO:.1f}x {verdict(ns >= FLOOR_RATIO)}",
+        f"{'streams/s, 200 chunks (c=16)':38} {b['stream200']['rps']:9.1f} {g['stream200']['rps']:9.1f} "
+        f"{st:8.2f}  >= {FLOOR_RATIO:.1f}x {verdict(st >= FLOOR_RATIO)}",
+        f"{'TTFB p50 ms, 200-chunk stream (c=1)':38} {b['ttfb']['ttfb_p50_ms']:9.3f} "
+        f"{g['ttfb']['ttfb_p50_ms']:9.3f} {added:+8.3f}  <= {FLOOR_TTFB_MS} ms added "
+        f"{verdict(added <= FLOOR_TTFB_MS)}",
+        f"  TTFB p50 ms under the c=16 stream load: bare {b['stream200']['ttfb_p50_ms']:.2f}, "
+        f"codexgw {g['stream200']['ttfb_p50_ms']:.2f}",
+        "  per round (gw | bare):",
+        f"    non-streamed req/s  {rounds('gateway', 'nonstream', 'rps', '{:7.0f}')} | "
+        f"{rounds('bare', 'nonstream', 'rps', '{:7.0f}')}",
+        f"    streams/s           {rounds('gateway', 'stream200', 'rps', '{:7.1f}')} | "
+        f"{rounds('bare', 'stream200', 'rps', '{:7.1f}')}",
+        f"    TTFB p50 ms         {rounds('gateway', 'ttfb', 'ttfb_p50_ms', '{:7.3f}')} | "
+        f"{rounds('bare', 'ttfb', 'ttfb_p50_ms', '{:7.3f}')}",
+        f"  server CPU (1.00 = its core saturated): non-streamed gw {g['nonstream']['server_cpu']:.2f} "
+        f"bare {b['nonstream']['server_cpu']:.2f}; streams gw {g['stream200']['server_cpu']:.2f} "
+        f"bare {b['stream200']['server_cpu']:.2f}",
+    ]
+    for key in ("checks", "loadavg"):
+        if key in res:
+            lines.append(f"  {key}: {res[key]}")
+    errors = sum(x[k]["errors"] for x in (g, b) for k in ("nonstream", "stream200", "ttfb"))
+    lines.append(f"  errors during the floor: {errors}")
+    return "\n".join(lines)
+
+
+def floorChecks(port: int, accessLog: str) -> str:
+    """Evidence that the floor's gateway had its features on: log lines, metrics."""
+    import urllib.request
+
+    with open(accessLog, "rb") as f:
+        lines = sum(1 for line in f if b"[codexgw.access#" in line)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        metrics = answer.read().decode()
+    counted = sum(
+        float(line.rpartition(" ")[2])
+        for line in metrics.splitlines()
+        if line.startswith("codexgw_requests_total{") and 'status="200"' in line
+    )
+    tokens = sum(
+        float(line.rpartition(" ")[2])
+        for line in metrics.splitlines()
+        if line.startswith("codexgw_tokens_total{") and 'key="bench"' in line
+    )
+    return (
+        f"{lines} access lines, {counted:.0f} requests counted in /metrics, "
+        f"{tokens:.0f} tokens on key 'bench'"
+    )
+
+
 def report(res: dict[str, Any]) -> str:
     d, b, g = res["direct"], res["bare"], res["gateway"]
     lines = [
@@ -442,14 +690,42 @@ def report(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def gatewayArgs(config: str) -> list[str]:
+    return [
+        TWISTD,
+        "-n",
+        "--pidfile=",
+        "--logger",
+        "codexgw.obs.logs.textObserver",
+        "codexgw",
+        "--config",
+        config,
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 s per scenario instead of 5")
     parser.add_argument(
         "--streams", type=int, default=1000, help="concurrent slow streams (0 skips)"
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="only the floor: everything-on codexgw vs the bare relay (issue 15 targets)",
+    )
+    parser.add_argument(
+        "--no-floor", action="store_true", help="skip the floor section of the full run"
+    )
+    parser.add_argument(
+        "--floor-seconds",
+        type=float,
+        default=None,
+        help="seconds per floor measurement (default 3, 1.5 with --quick)",
+    )
     parser.add_argument("--json", help="also write the numbers to this file")
     args = parser.parse_args()
+    floorSeconds = args.floor_seconds or (1.5 if args.quick else 3.0)
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
@@ -459,20 +735,15 @@ def main() -> int:
     if upstreamCore is not None:
         os.sched_setaffinity(0, {upstreamCore})
     dataDir = tempfile.mkdtemp(prefix="codexgw-bench-")
-    configs = [
-        gatewayConfig(
-            ports["gateway"],
-            ports["upstream"],
-            f'store: {{backend: sqlite, path: "{dataDir}/r.sqlite3"}}\n',
-        )
-    ]
+    configs: list[str] = []
+    res: dict[str, Any] = {}
     try:
         procs.start(
             [PY, "bench/fake_upstream.py", str(ports["upstream"])],
             upstreamCore,
             listening(ports["upstream"]),
         )
-        procs.start(
+        bare = procs.start(
             [
                 PY,
                 "bench/bare_relay.py",
@@ -482,85 +753,108 @@ def main() -> int:
             serverCore,
             listening(ports["bare"]),
         )
-        gw = procs.start(
-            [
-                TWISTD,
-                "-n",
-                "--pidfile=",
-                "--logger",
-                "codexgw.obs.logs.textObserver",
-                "codexgw",
-                "--config",
-                configs[0],
-            ],
-            serverCore,
-            listening(ports["gateway"]),
-        )
-        time.sleep(0.5)
-        idle = rss(gw.pid)
-        print(
-            f"pinning: server under test on core {serverCore}, upstream + load on core "
-            f"{upstreamCore}; gateway pid {gw.pid}, idle RSS {idle:.1f} MB",
-            flush=True,
-        )
-        res = asyncio.run(
-            scenarios(
-                {"direct": ports["upstream"], "bare": ports["bare"], "gateway": ports["gateway"]},
-                args.quick,
-            )
-        )
-        res["rss_idle_mb"] = idle
-        res["rss_after_mb"] = rss(gw.pid)
-        res["store_sqlite"] = asyncio.run(storedTurns(ports["gateway"], 100))
-        redisServer = shutil.which("redis-server")
-        if redisServer:
-            ports["redis"], ports["gateway_redis"] = freePort(), freePort()
-            procs.start(
-                [
-                    redisServer,
-                    "--port",
-                    str(ports["redis"]),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ],
-                upstreamCore,
-                listening(ports["redis"]),
-            )
+        if not args.floor:
             configs.append(
                 gatewayConfig(
-                    ports["gateway_redis"],
+                    ports["gateway"],
                     ports["upstream"],
-                    f'redis: {{url: "redis://127.0.0.1:{ports["redis"]}/0"}}\nstore: {{backend: redis}}\n',
+                    f'store: {{backend: sqlite, path: "{dataDir}/r.sqlite3"}}\n',
                 )
             )
-            procs.start(
-                [
-                    TWISTD,
-                    "-n",
-                    "--pidfile=",
-                    "--logger",
-                    "codexgw.obs.logs.textObserver",
-                    "codexgw",
-                    "--config",
-                    configs[1],
-                ],
-                serverCore,
-                listening(ports["gateway_redis"]),
+            gw = procs.start(gatewayArgs(configs[-1]), serverCore, listening(ports["gateway"]))
+            time.sleep(0.5)
+            idle = rss(gw.pid)
+            print(
+                f"pinning: server under test on core {serverCore}, upstream + load on core "
+                f"{upstreamCore}; gateway pid {gw.pid}, idle RSS {idle:.1f} MB",
+                flush=True,
             )
-            res["store_redis"] = asyncio.run(storedTurns(ports["gateway_redis"], 100))
-        if args.streams:
-            res["many"] = asyncio.run(manyStreams(ports["gateway"], gw.pid, args.streams))
+            res = asyncio.run(
+                scenarios(
+                    {
+                        "direct": ports["upstream"],
+                        "bare": ports["bare"],
+                        "gateway": ports["gateway"],
+                    },
+                    args.quick,
+                )
+            )
+            res["rss_idle_mb"] = idle
+            res["rss_after_mb"] = rss(gw.pid)
+            res["store_sqlite"] = asyncio.run(storedTurns(ports["gateway"], 100))
+            redisServer = shutil.which("redis-server")
+            if redisServer:
+                ports["redis"], ports["gateway_redis"] = freePort(), freePort()
+                procs.start(
+                    [
+                        redisServer,
+                        "--port",
+                        str(ports["redis"]),
+                        "--bind",
+                        "127.0.0.1",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                    ],
+                    upstreamCore,
+                    listening(ports["redis"]),
+                )
+                configs.append(
+                    gatewayConfig(
+                        ports["gateway_redis"],
+                        ports["upstream"],
+                        f'redis: {{url: "redis://127.0.0.1:{ports["redis"]}/0"}}\n'
+                        "store: {backend: redis}\n",
+                    )
+                )
+                procs.start(gatewayArgs(configs[-1]), serverCore, listening(ports["gateway_redis"]))
+                res["store_redis"] = asyncio.run(storedTurns(ports["gateway_redis"], 100))
+            if args.streams:
+                res["many"] = asyncio.run(manyStreams(ports["gateway"], gw.pid, args.streams))
+        if args.floor or not args.no_floor:
+            ports["gateway_floor"] = freePort()
+            configs.append(floorConfig(ports["gateway_floor"], ports["upstream"], dataDir))
+            accessLog = os.path.join(dataDir, "floor-access.log")
+            with open(accessLog, "wb") as logFile:
+                floorGw = procs.start(
+                    gatewayArgs(configs[-1]),
+                    serverCore,
+                    listening(ports["gateway_floor"]),
+                    stdout=logFile,
+                )
+            print(
+                f"floor: codexgw pid {floorGw.pid} and bare relay pid {bare.pid} on core "
+                f"{serverCore}, load + upstream on core {upstreamCore}; "
+                f"load average {os.getloadavg()[0]:.2f}",
+                flush=True,
+            )
+            floor = asyncio.run(
+                floorRounds(
+                    {
+                        "gateway": (ports["gateway_floor"], floorGw.pid),
+                        "bare": (ports["bare"], bare.pid),
+                    },
+                    floorSeconds,
+                )
+            )
+            floor["checks"] = floorChecks(ports["gateway_floor"], accessLog)
+            floor["loadavg"] = " ".join(f"{x:.2f}" for x in os.getloadavg()) + (
+                f" on {procs.cores} cores (other load on the machine makes the numbers noisy)"
+            )
+            res["floor"] = floor
     finally:
         procs.stop()
         for name in configs:
             os.unlink(name)
         shutil.rmtree(dataDir, ignore_errors=True)
-    res["redaction"] = redactionCost()
-    print(report(res))
+    if not args.floor:
+        res["redaction"] = redactionCost()
+        print(report(res))
+    if "floor" in res:
+        if not args.floor:
+            print()
+        print(floorReport(res["floor"]))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=2)
