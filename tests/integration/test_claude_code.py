@@ -27,6 +27,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from tests.fakes.anthropic_upstream import (
     API_KEY,
+    Fail,
     FakeAnthropicUpstream,
     Text,
     Thinking,
@@ -36,11 +37,14 @@ from tests.fakes.anthropic_upstream import (
 )
 from tests.fakes.chat_upstream import FakeChatUpstream, chatChunk, textStream
 from tests.integration.peers import Collect, installed
+from tests.integration.test_anthropic_sdk import chatError
 from tests.integration.test_codex_cli import sse, toolCallStream
 from tests.integration.test_integration import LiveGateway
 from tests.integration.test_messages_upstream import MessagesGateway, rejections
 
 MODEL = "claude-sonnet-4-5"
+#: What Claude Code prints for a 404 not_found_error from the Messages API.
+UNKNOWN_MODEL = "There's an issue with the selected model"
 
 
 def claudeBinary() -> str:
@@ -77,13 +81,16 @@ async def runClaude(
     bearer: bool = False,
     extraArgs: list[str] | None = None,
     timeout: float = 60,
+    retries: int = 0,
 ) -> ClaudeRun:
     """
     Run `claude -p PROMPT --model MODEL --allowedTools Bash` in a throwaway
     directory against C{root} (the base URL, without C{/v1}). The key is
     sent as C{x-api-key} (C{ANTHROPIC_API_KEY}), or with C{bearer} as
-    C{Authorization: Bearer} (C{ANTHROPIC_AUTH_TOKEN}). The work directory
-    is removed by cleanup, after the test has looked at it.
+    C{Authorization: Bearer} (C{ANTHROPIC_AUTH_TOKEN}). C{retries} is
+    C{CLAUDE_CODE_MAX_RETRIES}: none by default, so a test sees the
+    gateway's first answer as final (and a failure fails fast). The work
+    directory is removed by cleanup, after the test has looked at it.
     """
     home = os.path.abspath(test.mktemp())
     work = os.path.join(home, "work")
@@ -98,6 +105,8 @@ async def runClaude(
         "DISABLE_AUTOUPDATER": "1",
         "DISABLE_ERROR_REPORTING": "1",
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "CLAUDE_CODE_MAX_RETRIES": str(retries),
+        "API_TIMEOUT_MS": str(int(timeout * 1000)),
         "NO_COLOR": "1",
     }
     proto = Collect()
@@ -310,6 +319,20 @@ class ClaudeCodeOntoFakeAnthropicTests(TestCase):
         self.assertEqual([r for r in fake.rejected if r[1] != 401], [])
         self.assertEqual(len(fake.messages), 2)
 
+    async def test_what_claude_code_prints_for_an_unknown_model(self) -> None:
+        from tests.integration.test_integration import serve
+
+        fake = FakeAnthropicUpstream(apiKey="direct-key")
+        port = serve(self, fake)
+        # Claude Code asks twice before it gives up on a 404, retries or not.
+        fake.script += [Fail("not_found_error", f"model: {MODEL}")] * 3
+        run = await runClaude(
+            self, f"http://127.0.0.1:{port.getHost().port}", "hi", key="direct-key"
+        )
+        self.assertNotEqual(run.code, 0, run.why())
+        self.assertIn(UNKNOWN_MODEL, run.out + run.err)
+        self.assertEqual(len(fake.messages), 2)
+
 
 class ClaudeCodeOntoChatTests(TestCase):
     timeout = 120
@@ -390,6 +413,26 @@ class ClaudeCodeOntoChatTests(TestCase):
         self.assertEqual(events[-1].get("result"), f"Done: {marker}")
         second = chats(live.upstream)[1].body["messages"]
         self.assertEqual([m["role"] for m in second][-2:], ["assistant", "tool"])
+
+    async def test_rate_limit_is_waited_out_and_retried(self) -> None:
+        live = LiveGateway(self)
+        live.upstream.script += [
+            chatError(429, "Rate limit reached", "requests", retry_after="1"),
+            sse(textStream(["After ", "the wait"])),
+        ]
+        run = await runClaude(self, live.base.removesuffix("/v1"), "say hello", retries=2)
+        self.assertEqual(run.code, 0, run.why())
+        self.assertEqual(run.out.strip(), "After the wait")
+        self.assertEqual(len(chats(live.upstream)), 2)
+
+    async def test_unknown_model_is_reported_as_claude_code_reports_it(self) -> None:
+        live = LiveGateway(self)
+        live.upstream.script += [
+            chatError(404, f"The model `{MODEL}` does not exist", "invalid_request_error")
+        ] * 3
+        run = await runClaude(self, live.base.removesuffix("/v1"), "hi")
+        self.assertNotEqual(run.code, 0, run.why())
+        self.assertIn(UNKNOWN_MODEL, run.out + run.err)
 
 
 class ClaudeCodeOntoResponsesTests(TestCase):
