@@ -86,7 +86,11 @@ class CodexRequestTests(SynchronousTestCase):
             instructions="Be an agent.",
             input=[
                 {"type": "message", "role": "developer", "content": "Sandbox: none."},
-                {"type": "message", "role": "system", "content": [{"type": "input_text", "text": "S"}]},
+                {
+                    "type": "message",
+                    "role": "system",
+                    "content": [{"type": "input_text", "text": "S"}],
+                },
                 msg("user", "go"),
             ],
         )
