@@ -139,6 +139,19 @@ class UpstreamUnavailable(GatewayError):
     kind = "connect"
 
 
+class UpstreamFailed(GatewayError):
+    """
+    The upstream's answer to a client that did not stream failed part way,
+    so no whole answer could be made (502); C{code} is what the failure
+    said, if anything.
+    """
+
+    status = 502
+    type = "upstream_error"
+    code = None
+    kind = "stream"
+
+
 class UpstreamTimeout(GatewayError):
     """The upstream did not answer in time (504)."""
 

@@ -1,9 +1,11 @@
-# -*- test-case-name: tests.http.test_bridge_sdk,tests.http.test_bridge_accounting -*-
+# -*- test-case-name: tests.http.test_bridge_sdk,tests.http.test_bridge_accounting,tests.http.test_messages_bridge -*-
 """
-The route's work for a Responses client on a Chat Completions upstream: the
-client spoke is the hub itself (Responses), the upstream spoke is
-L{codexgw.dialects.chat}; this module composes them with the edge, from the
-request to the relay.
+The route's work for a client on an upstream of another dialect that is not
+the hub: a Responses client on a Chat Completions (or Messages) upstream,
+whose client spoke is the hub itself; or a client of another spoke (Chat,
+Messages) on it, whose request goes to the hub first and whose stream comes
+back from the hub (L{codexgw.stream.compose.Composed}). This module composes
+the spokes with the edge, from the request to the relay.
 
 Its collaborators are narrow and named: the exchanges (what the client is
 sent), the dispatcher (which upstream answers), the response store, metrics.
@@ -13,7 +15,7 @@ The translation itself is pure and lives in the dialects.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -22,7 +24,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.iweb import IResponse
 
-from codexgw.dialects.chat.dialect import ChatDialect
+from codexgw.dialects.responses.continuation import checkToolOutputs
 from codexgw.dialects.spoke import Spoke
 from codexgw.errors import GatewayError, adviseRetry
 from codexgw.http.dispatch import Call, Dispatcher
@@ -37,7 +39,8 @@ from codexgw.state.conversation import (
     turnInput,
 )
 from codexgw.state.store import IResponseStore, StoredResponse
-from codexgw.stream.adapters import RESPONSES_SSE, StreamingAdapter, WholeAnswerAdapter
+from codexgw.stream.adapters import RESPONSES_SSE, Framing, StreamingAdapter, WholeAnswerAdapter
+from codexgw.stream.compose import Composed
 from codexgw.stream.interfaces import IEventAdapter
 from codexgw.stream.outcomes import Outcome
 from codexgw.stream.sse import SSEEvent
@@ -71,11 +74,48 @@ async def upstreamFailure(
     return error
 
 
+def withDefaults(
+    headers: dict[bytes, list[bytes]], upstream: Upstream, defaults: Mapping[bytes, bytes]
+) -> dict[bytes, list[bytes]]:
+    """
+    C{headers} and each of C{defaults} that neither they nor C{upstream}'s
+    profile or config headers set (which a request's own headers would
+    override).
+    """
+    if not defaults:
+        return headers
+    configured = {
+        n.lower().encode("latin-1") for n in (*upstream.profile.headers, *upstream.config.headers)
+    }
+    missing = {
+        name: [value]
+        for name, value in defaults.items()
+        if name not in headers and name not in configured
+    }
+    return {**headers, **missing} if missing else headers
+
+
 class Bridge:
     """
     Serves C{POST /v1/responses} (the hub's own dialect) from an upstream of
-    another dialect, through that dialect's L{Spoke}.
+    another dialect, through that dialect's L{Spoke}; or, given a C{client}
+    spoke, that spoke's route the same way, through the hub.
 
+    @param spoke: the upstream's dialect.
+    @param client: the client's dialect when it is not the hub's: its
+        request goes to the hub first, and the stream comes back from the
+        hub framed by C{framing}; such turns are not stored.
+    @param framing: how the client's stream looks on the wire.
+    @param dialectFor: what of the upstream's dialect one upstream takes
+        (from its provider profile), for C{spoke.requestFromHub}.
+    @param forwardHeaders: request headers of the client sent upstream as
+        they came, when it sent them (a Messages upstream's
+        C{anthropic-version} and C{anthropic-beta}).
+    @param defaultHeaders: headers an upstream is sent when neither the
+        client (of those forwarded) nor the upstream's profile or config set
+        them (a Messages upstream's C{anthropic-version}).
+    @param requestOptions: more keyword arguments of C{spoke.requestFromHub}
+        for one upstream (a Messages upstream's C{default_max_tokens}).
     @param heartbeat: seconds; also how long a streamed request waits for
         the upstream's headers before answering 200 and keeping the client
         alive with real events (the Codex CLI's idle timer ignores comments).
@@ -92,12 +132,22 @@ class Bridge:
         store: IResponseStore | None,
         metrics: GatewayMetrics,
         clock: IReactorTime,
-        dialectFor: Callable[[Upstream], ChatDialect],
+        dialectFor: Callable[[Upstream], Any],
         heartbeat: float,
         maxLine: int,
         sealKey: bytes | None = None,
+        client: Spoke | None = None,
+        framing: Framing = RESPONSES_SSE,
+        forwardHeaders: tuple[bytes, ...] = (),
+        defaultHeaders: Mapping[bytes, bytes] | None = None,
+        requestOptions: Callable[[Upstream], dict[str, Any]] | None = None,
     ) -> None:
         self.spoke = spoke
+        self.client = client
+        self.framing = framing
+        self.forwardHeaders = forwardHeaders
+        self.defaultHeaders = dict(defaultHeaders or {})
+        self.requestOptions = requestOptions
         self.proxy = exchanges
         self.dispatcher = dispatcher
         self.store = store
@@ -117,8 +167,9 @@ class Bridge:
             self.dialectFor(upstream),
             upstream_model=call.upstreamModel,
             reasoning_key=self.sealKey,
+            **(self.requestOptions(upstream) if self.requestOptions is not None else {}),
         )
-        for tool in chat.dropped_tools:
+        for tool in getattr(chat, "dropped_tools", ()):
             log.warn(
                 "dropped tool {tool} the upstream {upstream} cannot run request_id={request_id}",
                 tool=tool,
@@ -126,26 +177,53 @@ class Bridge:
                 request_id=ex.request_id,
             )
             self.metrics.dropped_tools.labels(upstream.name, tool).inc()
-        if chat.ignored_fields:
+        ignored = getattr(chat, "ignored_fields", None)
+        if ignored:
             log.debug(
-                "no Chat meaning, not sent to {upstream}: {fields} request_id={request_id}",
+                "no {dialect} meaning, not sent to {upstream}: {fields} request_id={request_id}",
+                dialect=self.spoke.name,
                 upstream=upstream.name,
-                fields=", ".join(chat.ignored_fields),
+                fields=", ".join(ignored),
                 request_id=ex.request_id,
             )
-        if chat.dropped_fields:
+        dropped = getattr(chat, "dropped_fields", None)
+        if dropped:
             log.info(
                 "not sent to {upstream} (its dialect does not take them): {fields} "
                 "request_id={request_id}",
                 upstream=upstream.name,
-                fields=", ".join(chat.dropped_fields),
+                fields=", ".join(dropped),
                 request_id=ex.request_id,
             )
         return chat
 
+    def toHub(self, call: Call) -> Any:
+        """
+        A client spoke's request as the hub's (C{call.body} becomes it), or
+        L{None} for a Responses client, whose request is the hub's already.
+        """
+        if self.client is None:
+            return None
+        ex = call.ex
+        hub = self.client.requestToHub(call.body, upstream_model=call.upstreamModel)
+        dropped = getattr(hub, "dropped_fields", None)
+        if dropped:
+            log.info(
+                "not sent to {upstream} (no equivalent): {fields} request_id={request_id}",
+                upstream=call.candidates[0].name,
+                fields=", ".join(dropped),
+                request_id=ex.request_id,
+            )
+        # Nothing of another dialect's turn is kept: its clients resend
+        # the conversation and never name a response id.
+        call.body = {**hub.body, "store": False}
+        call.body.pop("previous_response_id", None)
+        return hub
+
     async def run(self, call: Call) -> None:
         ex = call.ex
         request = ex.request
+        hub = self.toHub(call)
         store = self.store
         keep = store is not None and call.body.get("store") is not False
         # Named here, so that the items this turn names are named after it.
@@ -170,29 +248,39 @@ class Bridge:
             if keep:
                 turn = current
             call.body = {**call.body, "input": past + current}
+        checkToolOutputs(call.body.get("input"))
         # The translator follows the first candidate's request: candidates
         # differ in dialect (what is sent), not in what their streams mean.
         chat = self.translate(call, call.candidates[0])
-        translator = self.spoke.streamToHub(
+        translator: Any = self.spoke.streamToHub(
             chat,
             response_id=rid,
             model=ex.model or call.model,
             stored=keep,
             reasoning_key=self.sealKey,
         )
-        stream = chat.client_stream
+        stream = bool(chat.client_stream)
+        if hub is not None:
+            assert self.client is not None
+            translator = Composed(translator, self.client.streamFromHub(hub))
+            stream = bool(hub.client_stream)
         adapter: StreamingAdapter | WholeAnswerAdapter = (
-            StreamingAdapter(translator, RESPONSES_SSE)
+            StreamingAdapter(translator, self.framing)
             if stream
             else WholeAnswerAdapter(translator, ex)
         )
         headers = self.proxy.upstreamHeaders(ex, request)
         headers[b"accept"] = [b"text/event-stream"]
+        for name in self.forwardHeaders:
+            given = request.requestHeaders.getRawHeaders(name)
+            if given:
+                headers[name] = list(given)
         onRetry = self.proxy.onRetry(ex)
 
         def send(upstream: Upstream) -> Deferred[Any]:
             body = chat if upstream is call.candidates[0] else self.translate(call, upstream)
-            return self._sendLearning(call, upstream, body.body, headers, onRetry)
+            sent = withDefaults(headers, upstream, self.defaultHeaders)
+            return self._sendLearning(call, upstream, body.body, sent, onRetry)
 
         pending = Deferred.fromCoroutine(self.dispatcher.firstAnswer(call, send))
 

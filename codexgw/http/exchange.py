@@ -51,6 +51,8 @@ _PASS_HEADERS = frozenset(
         b"openai-version",
         b"openai-model",
         b"apim-request-id",
+        # Anthropic's: its request id, which its SDK shows in errors.
+        b"request-id",
     }
 )
 log = Logger()
@@ -58,6 +60,7 @@ log = Logger()
 COMPLETE, CLIENT_GONE, BAD_STREAM = Outcome.COMPLETE, Outcome.CLIENT_GONE, Outcome.BAD_STREAM
 
 _JSON = b"application/json"
+_NO_FIELDS: dict[str, Any] = {}
 
 
 class _Discard(Protocol):
@@ -100,6 +103,9 @@ class Exchange:
     usage: dict[str, Any] | None = None
     limits: Any = None
     sentAt: float | None = None
+    errorShape: Callable[[GatewayError], tuple[int, bytes]] | None = None
+    """How this route's errors look (status, body): OpenAI's when L{None},
+    Anthropic's on the Messages routes."""
 
     def respond(self, code: int, contentType: bytes | None = None) -> None:
         """Begin the answer with C{code} (and its content type)."""
@@ -119,16 +125,26 @@ class Exchange:
         return orjson.dumps(payload)
 
     def fail(self, error: GatewayError) -> bytes:
-        """Answer with C{error} in OpenAI's shape; returns the body for Klein."""
+        """
+        Answer with C{error} in the client dialect's shape (L{renderError});
+        returns the body for Klein.
+        """
         if error.status == 429 and b"retry-after" not in error.headers:
             adviseRetry(error, 1)
         self.outcome = Outcome.ERROR
         if error.type == "upstream_error":
             self.metrics.upstream_errors.labels(self.upstream, error.kind).inc()
-        self.respond(error.status, _JSON)
+        status, body = self.renderError(error)
+        self.respond(status, _JSON)
         for name, value in error.headers.items():
             self.request.setHeader(name, value)
-        return error_body(error)
+        return body
+
+    def renderError(self, error: GatewayError) -> tuple[int, bytes]:
+        """The status and body C{error} is answered with on this route."""
+        if self.errorShape is None:
+            return error.status, error_body(error)
+        return self.errorShape(error)
 
     def failedInStream(self) -> None:
         """A stream already answered 200 ended in an error event (the upstream's)."""
@@ -197,8 +213,18 @@ class Proxy:
 
     # Arrival.
 
-    def begin(self, request: Request, route: str) -> Exchange:
-        """Start accounting for a request and set the headers every answer carries."""
+    def begin(
+        self,
+        request: Request,
+        route: str,
+        errorShape: Callable[[GatewayError], tuple[int, bytes]] | None = None,
+    ) -> Exchange:
+        """
+        Start accounting for a request and set the headers every answer
+        carries.
+
+        @param errorShape: how the route's errors look, when not OpenAI's.
+        """
         given = request.getHeader(b"x-request-id")
         if given and len(given) <= 200:
             request_id, supplied = given.decode("latin-1"), True
@@ -208,6 +234,7 @@ class Proxy:
             request.setHeader(name, value)
         request.setHeader(b"x-request-id", request_id.encode("latin-1"))
         ex = Exchange(request, route, self.clock.seconds(), request_id, supplied, self.metrics)
+        ex.errorShape = errorShape
         self.inflight.add(ex)
         return ex
 
@@ -266,7 +293,7 @@ class Proxy:
                 # Ours stays: it is the one in our logs and the one we sent
                 # upstream; the upstream's own id is kept beside it.
                 mine.setRawHeaders(b"x-upstream-request-id", values)
-            elif lower.startswith(b"x-ratelimit-"):
+            elif lower.startswith((b"x-ratelimit-", b"anthropic-ratelimit-")):
                 # The gateway's own limits for this key, when it has any, are
                 # the ones this client is held to.
                 if not mine.hasHeader(lower):
@@ -368,10 +395,6 @@ class Proxy:
             ex.clientGone()
             response.deliverBody(_Discard())
             return succeed(None)
-        # The route's answer is done when the request is: finished by the
-        # relay, or its connection gone (dropped by the relay or the client).
-        done: Deferred[None] = ex.request.notifyFinish()
-        done.addErrback(lambda _: None)
         ex.stream = stream
         gauge = None
         if stream:
@@ -398,6 +421,19 @@ class Proxy:
             ex.ended(relay.outcome or COMPLETE, inBand)
 
         relay = makeRelay(onDone)
+        # The route's answer is done when the request is: finished by the
+        # relay, or its connection gone (dropped by the relay or the client).
+        # Asked after the relay asked, so that a client that leaves is seen
+        # by the relay (the outcome) before the route ends (the access line).
+        done: Deferred[None] = ex.request.notifyFinish()
+
+        def lost(_: object) -> None:
+            # However the route learns it first (Klein cancels it), a client
+            # gone while its relay runs is what ends the relay and the outcome.
+            if relay.outcome is None:
+                ex.clientGone()
+
+        done.addErrback(lost)
         self.active.add(relay)
         ex.relay = relay
         response.deliverBody(relay)
@@ -452,7 +488,10 @@ class Proxy:
             self.metrics.tokens.labels("output", model, ex.key).inc(counted[1])
             if self._recordTokens is not None:
                 self._recordTokens(ex, counted[0] + counted[1])
+        # A WebSocket's upgrade and turns say which socket they belong to.
+        fields = getattr(ex.request, "accessFields", None) or _NO_FIELDS
         logAccess(
+            **fields,
             method=ex.request.method.decode("latin-1"),
             route=ex.route,
             status=ex.status,

@@ -8,7 +8,8 @@ are what an L{codexgw.stream.relay.EventRelay} drives (L{IEventAdapter}).
 What differs between client dialects is only how events are framed on the
 wire, a L{Framing}: Responses events go out as SSE with an C{event:} line
 (the Codex CLI wants it); Chat chunks as C{data:} lines ending in
-C{[DONE]}. Each upstream event is parsed once here (C{orjson.loads}) and
+C{[DONE]}; Anthropic Messages events with an C{event:} line, no C{[DONE]},
+and C{ping} events while the upstream is silent. Each upstream event is parsed once here (C{orjson.loads}) and
 each client event serialised once by the framing; nothing else touches the
 bytes.
 """
@@ -23,7 +24,7 @@ import orjson
 from zope.interface import implementer
 
 from codexgw.dialects.interfaces import IStreamTranslator
-from codexgw.errors import GatewayError, errorObject
+from codexgw.errors import GatewayError, UpstreamFailed
 from codexgw.stream.interfaces import IAnswer, IEventAdapter
 from codexgw.stream.outcomes import Outcome
 from codexgw.stream.sse import DONE, HEARTBEAT, SSEError, SSEEvent
@@ -74,16 +75,26 @@ class Framing:
         Chat), not one that failed from outside.
     @ivar heartbeat: C{True} to keep an idle client alive with the
         translator's own events (Responses: Codex's idle timer ignores
-        comments), C{False} with an SSE comment.
+        comments), C{False} with L{keepalive}.
+    @ivar keepalive: what an idle client is sent otherwise: an SSE comment,
+        or the dialect's own keep-alive event (Anthropic's C{ping}).
     """
 
     encode: Callable[[list[dict[str, Any]]], bytes]
     trailer: bytes = b""
     heartbeat: bool = False
+    keepalive: bytes = HEARTBEAT
 
+
+PING = b'event: ping\ndata: {"type":"ping"}\n\n'
+"""Anthropic's keep-alive event, as its API sends it while a model is silent."""
 
 RESPONSES_SSE = Framing(encodeEvents, heartbeat=True)
 CHAT_SSE = Framing(encodeChunks, trailer=DONE)
+MESSAGES_SSE = Framing(encodeEvents, keepalive=PING)
+
+FRAMINGS = {"responses": RESPONSES_SSE, "chat": CHAT_SSE, "messages": MESSAGES_SSE}
+"""Each client dialect's framing, by its C{wire_api} name."""
 
 
 class _Adapter:
@@ -126,7 +137,7 @@ class StreamingAdapter(_Adapter):
     def keepalive(self) -> bytes:
         if self._framing.heartbeat:
             return self._framing.encode(self.t.keepalive())
-        return HEARTBEAT  # between whole events, so a comment line is safe
+        return self._framing.keepalive  # between whole events, so always safe
 
     def end(self, outcome: Outcome, message: str) -> bytes:
         t = self.t
@@ -177,20 +188,24 @@ class WholeAnswerAdapter(_Adapter):
                 t.fail(outcome.failureCode or "upstream_error", message)
         failure = t.failure
         if failure is not None:
-            self._answer.respondWithError(502, _JSON)
-            return orjson.dumps(
-                errorObject(
+            # Rendered by the exchange, in the client's dialect's shape.
+            status, body = self._answer.renderError(
+                UpstreamFailed(
                     str(failure.get("message") or "upstream failed"),
-                    "upstream_error",
-                    failure.get("code"),
+                    code=failure.get("code"),
                 )
             )
+            self._answer.respondWithError(status, _JSON)
+            return body
         self._answer.respond(200, _JSON)
         return orjson.dumps(t.answer())
 
 
 __all__ = [
     "CHAT_SSE",
+    "FRAMINGS",
+    "MESSAGES_SSE",
+    "PING",
     "RESPONSES_SSE",
     "Framing",
     "InvalidUpstreamEvent",

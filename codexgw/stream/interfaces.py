@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from zope.interface import Attribute, Interface
 
+from codexgw.errors import GatewayError
 from codexgw.stream.outcomes import Outcome
 from codexgw.stream.sse import SSEEvent
 
@@ -61,6 +62,12 @@ class IAnswer(Interface):
         """
         The answer, not yet begun, is an error after all (a whole answer
         whose upstream failed): counted as one, whatever the stream did.
+        """
+
+    def renderError(error: GatewayError) -> tuple[int, bytes]:
+        """
+        The status and body C{error} is answered with, in the client's
+        dialect's shape (OpenAI's, or Anthropic's on the Messages routes).
         """
 
 

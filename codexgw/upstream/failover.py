@@ -146,7 +146,7 @@ class Candidates:
         return pool + [u for u in self.fallbacks if u not in pool]
 
 
-FAILOVER_STATUSES = frozenset({429, 500, 502, 503, 504})
+FAILOVER_STATUSES = frozenset({429, 500, 502, 503, 504, 529})
 
 
 def _more(chain: Sequence[tuple[Any, CircuitBreaker]], n: int) -> bool:

@@ -3,7 +3,8 @@
 Provider profiles: how each family of model server wants to be spoken to.
 
 A profile is data, not code: the URL layout and auth header, extra headers,
-and the Chat dialect (which output cap field, whether C{strict} or
+the output cap a Messages upstream gets when the client set none, and the
+Chat dialect (which output cap field, whether C{strict} or
 C{stream_options} are refused, where reasoning arrives and whether it must be
 sent back). An upstream names its family with C{provider:}; a config may add
 or override families under C{profiles:}, each extending a built-in one.
@@ -30,7 +31,13 @@ class ProviderProfile:
     @ivar url_layout: C{openai} or C{azure} (deployment in the path).
     @ivar api_version: Azure's C{api-version} query value.
     @ivar headers: extra headers every request carries (OpenRouter's
-        C{HTTP-Referer}/C{X-Title}, for instance).
+        C{HTTP-Referer}/C{X-Title}, Anthropic's C{anthropic-version}; a
+        header the client sent itself, as a Messages client sends
+        C{anthropic-version}, wins over the profile's).
+    @ivar default_max_tokens: for C{wire_api: messages}, the C{max_tokens}
+        a bridged request gets when its client set no output cap (the
+        Messages API requires one); L{None} for the Messages spoke's own
+        default (32000, what Claude Code asks for).
     """
 
     name: str
@@ -40,6 +47,14 @@ class ProviderProfile:
     url_layout: str = OPENAI_LAYOUT
     api_version: str | None = None
     headers: Mapping[str, str] = attrs.field(factory=dict)
+    default_max_tokens: int | None = None
+
+
+ANTHROPIC_VERSION = "2023-06-01"
+"""The C{anthropic-version} a Messages upstream is sent when the client named none."""
+
+_ANTHROPIC: dict[str, Any] = dict(headers={"anthropic-version": ANTHROPIC_VERSION})
+_X_API_KEY: dict[str, Any] = dict(auth_header="x-api-key", auth_prefix="")
 
 
 _OPEN_WEIGHTS: dict[str, Any] = dict(
@@ -57,6 +72,18 @@ def _p(name: str, **kw: Any) -> ProviderProfile:
         name=name, dialect=dialect, **{k: v for k, v in kw.items() if k in profileKeys}
     )
 
+
+MESSAGES_PROFILES = frozenset(
+    {
+        "anthropic",
+        "deepseek-anthropic",
+        "zhipu-anthropic",
+        "moonshot-anthropic",
+        "minimax-anthropic",
+        "qwen-anthropic",
+    }
+)
+"""The built-in profiles of Messages API servers (C{wire_api: messages})."""
 
 BUILTIN: dict[str, ProviderProfile] = {
     p.name: p
@@ -108,9 +135,27 @@ BUILTIN: dict[str, ProviderProfile] = {
         _p("ollama", **_OPEN_WEIGHTS, supports_parallel_tool_calls=False),
         _p("llamacpp", **_OPEN_WEIGHTS, single_system_message=True),
         _p("lmstudio", **_OPEN_WEIGHTS),
+        # Messages API upstreams (wire_api: messages): {base_url}/messages,
+        # base_url ending in /v1 (https://api.anthropic.com/v1). The
+        # compatible endpoints take the key as their Claude Code guides set
+        # it (ANTHROPIC_AUTH_TOKEN, i.e. Bearer; DeepSeek documents x-api-key).
+        _p("anthropic", **_ANTHROPIC, **_X_API_KEY),
+        _p("deepseek-anthropic", **_ANTHROPIC, **_X_API_KEY),
+        _p("zhipu-anthropic", **_ANTHROPIC),
+        _p("moonshot-anthropic", **_ANTHROPIC),
+        _p("minimax-anthropic", **_ANTHROPIC),
+        _p("qwen-anthropic", **_ANTHROPIC),
     ]
 }
-ALIASES = {"kimi": "moonshot", "glm": "zhipu", "llama.cpp": "llamacpp", "dashscope": "qwen"}
+ALIASES = {
+    "kimi": "moonshot",
+    "glm": "zhipu",
+    "llama.cpp": "llamacpp",
+    "dashscope": "qwen",
+    "kimi-anthropic": "moonshot-anthropic",
+    "glm-anthropic": "zhipu-anthropic",
+    "dashscope-anthropic": "qwen-anthropic",
+}
 
 
 class ProfileError(ValueError):
@@ -171,4 +216,12 @@ def dialectFor(upstream: Any) -> ChatDialect:
     return dialect
 
 
-__all__ = ["BUILTIN", "ChatDialect", "ProviderProfile", "buildProfiles", "dialectFor"]
+__all__ = [
+    "ANTHROPIC_VERSION",
+    "BUILTIN",
+    "MESSAGES_PROFILES",
+    "ChatDialect",
+    "ProviderProfile",
+    "buildProfiles",
+    "dialectFor",
+]

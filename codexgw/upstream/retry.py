@@ -3,10 +3,10 @@
 Retrying an upstream request before anything has reached the client.
 
 Connection errors and the statuses providers use for "try again" (429, 500,
-502, 503, 504) are retried with exponential backoff and full jitter, honouring
-C{Retry-After} up to a cap, within a budget of attempts and of time. Once a
-response is handed to a relay nothing is retried: a client must never see
-the same tokens twice.
+502, 503, 504, and Anthropic's 529 overloaded) are retried with exponential
+backoff and full jitter, honouring C{Retry-After} up to a cap, within a
+budget of attempts and of time. Once a response is handed to a relay nothing
+is retried: a client must never see the same tokens twice.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from twisted.internet.task import deferLater
 from codexgw.errors import UpstreamTimeout, UpstreamUnavailable
 from codexgw.upstream.bodies import readCapped
 
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 529})
 
 
 @attrs.frozen

@@ -18,6 +18,7 @@ from codexgw.dialects.chat.request_to_hub import chat_to_responses
 from codexgw.dialects.chat.stream_from_hub import ResponsesToChat
 from codexgw.dialects.chat.stream_to_hub import ChatToResponses
 from codexgw.dialects.interfaces import IStreamTranslator
+from codexgw.errors import GatewayError, error_body
 from codexgw.stream.adapters import (
     CHAT_SSE,
     RESPONSES_SSE,
@@ -51,6 +52,9 @@ class Answer:
 
     def respondWithError(self, code: int, contentType: bytes) -> None:
         self.said.append(("error", code, contentType))
+
+    def renderError(self, error: GatewayError) -> tuple[int, bytes]:
+        return error.status, error_body(error)
 
 
 def event(payload: dict[str, Any]) -> SSEEvent:

@@ -16,7 +16,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from codexgw.config import ConfigError, parse
 from codexgw.dialects.chat.request_from_hub import responses_to_chat
-from codexgw.upstream.profiles import BUILTIN, buildProfiles
+from codexgw.dialects.messages.request_from_hub import responses_to_messages
+from codexgw.upstream.profiles import BUILTIN, MESSAGES_PROFILES, buildProfiles
 from tests.dialects.helpers import codex_request
 from tests.harness import Harness
 from tests.paths import FIXTURES, REPO
@@ -34,7 +35,8 @@ def codexTurn() -> dict:
 class GoldenRequestTests(SynchronousTestCase):
     def test_every_profile_translates_a_codex_turn_as_its_golden_file_says(self) -> None:
         for name, profile in sorted(BUILTIN.items()):
-            chat = responses_to_chat(codexTurn(), profile.dialect, upstream_model="up-model")
+            translate = responses_to_messages if name in MESSAGES_PROFILES else responses_to_chat
+            chat = translate(codexTurn(), profile.dialect, upstream_model="up-model")
             got = json.loads(orjson.dumps(chat.body, option=orjson.OPT_SORT_KEYS))
             path = os.path.join(GOLDEN, f"{name}.request.json")
             if os.environ.get("CODEXGW_REGENERATE"):

@@ -1,0 +1,164 @@
+"""
+C{POST /v1/messages} and C{/v1/messages/count_tokens} onto a Messages
+upstream: relayed untouched, the upstream's key substituted, Anthropic's
+headers forwarded, the upstream's errors and retries as Anthropic means
+them, and its key never echoed.
+"""
+
+from __future__ import annotations
+
+import orjson
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.fakes import messages_upstream as anthropic
+from tests.harness import Harness, makeConfig
+
+MESSAGES = b"/v1/messages"
+UPSTREAM_KEY = "sk-ant-upstream-0123456789"
+GATEWAY_KEY = "sk-gw-alice-0123456789"
+AUTH = {"auth": {"keys": [{"name": "alice", "key": GATEWAY_KEY}]}}
+CLAUDE = {
+    b"x-api-key": GATEWAY_KEY.encode(),
+    b"anthropic-version": b"2023-06-01",
+    b"anthropic-beta": b"interleaved-thinking-2025-05-14,context-management-2025-06-27",
+}
+
+
+def messagesHarness(extra: dict | None = None, **upstream: object) -> Harness:
+    upstream.setdefault("wire_api", "messages")
+    upstream.setdefault("provider", "anthropic")
+    upstream.setdefault("api_key", UPSTREAM_KEY)
+    return Harness(makeConfig({**AUTH, **(extra or {})}, **upstream))
+
+
+class RelayTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.h = messagesHarness()
+
+    def test_the_body_goes_byte_for_byte_with_the_upstream_key_as_x_api_key(self) -> None:
+        client = self.h.connect()
+        raw = b'{"model":  "claude-sonnet-4-5", "max_tokens": 9, "messages": [{"role":"user","content":"hi"}]}'
+        client.send(b"POST", MESSAGES + b"?beta=true", raw, CLAUDE)
+        [sent] = self.h.sent
+        self.assertEqual(sent.body, raw)
+        self.assertEqual(sent.uri, b"http://upstream.test/v1/messages?beta=true")
+        self.assertEqual(sent.header(b"x-api-key"), UPSTREAM_KEY.encode())
+        self.assertIsNone(sent.header(b"authorization"))
+        self.assertEqual(sent.header(b"anthropic-version"), b"2023-06-01")
+        self.assertEqual(sent.header(b"anthropic-beta"), CLAUDE[b"anthropic-beta"])
+        answer = anthropic.wholeText("hello")
+        sent.respond(200, {**anthropic.JSON, b"request-id": b"req_up1"}, answer)
+        status, headers, body = client.response()
+        self.assertEqual(status, 200)
+        self.assertEqual(body, answer)
+        self.assertEqual(headers[b"request-id"], b"req_up1")
+
+    def test_a_stream_is_relayed_as_it_arrives(self) -> None:
+        client = self.h.connect()
+        client.post(MESSAGES, anthropic.request(stream=True), CLAUDE)
+        [sent] = self.h.sent
+        response = sent.respond(200, anthropic.SSE)
+        events = anthropic.textEvents(["Hel", "lo"])
+        for e in events[:3]:
+            response.send(e)
+        self.assertIn(b"message_start", client.response()[2])
+        for e in events[3:]:
+            response.send(e)
+        response.end()
+        status, headers, body = client.response()
+        self.assertEqual(status, 200)
+        self.assertEqual(headers[b"content-type"], b"text/event-stream")
+        self.assertEqual(body, b"".join(events))
+
+    def test_anthropic_version_defaults_when_the_client_names_none(self) -> None:
+        client = self.h.connect()
+        client.post(MESSAGES, anthropic.request(), {b"x-api-key": GATEWAY_KEY.encode()})
+        [sent] = self.h.sent
+        self.assertEqual(sent.header(b"anthropic-version"), b"2023-06-01")
+        self.assertIsNone(sent.header(b"anthropic-beta"))
+
+    def test_the_model_is_renamed_only_when_routing_maps_it(self) -> None:
+        h = messagesHarness(
+            {"models": [{"match": "claude-sonnet-*", "upstream": "main", "model": "up-model"}]}
+        )
+        client = h.connect()
+        client.post(MESSAGES, anthropic.request(), CLAUDE)
+        [sent] = h.sent
+        self.assertEqual(orjson.loads(sent.body)["model"], "up-model")
+        self.assertEqual(orjson.loads(sent.body)["messages"], anthropic.request()["messages"])
+
+    def test_the_upstreams_error_is_relayed_with_its_status(self) -> None:
+        client = self.h.connect()
+        client.post(MESSAGES, anthropic.request(), CLAUDE)
+        body = anthropic.error("invalid_request_error", "max_tokens: Field required")
+        self.h.sent[0].respond(400, anthropic.JSON, body)
+        status, _, got = client.response()
+        self.assertEqual((status, got), (400, body))
+
+    def test_an_echoed_upstream_key_is_redacted(self) -> None:
+        client = self.h.connect()
+        client.post(MESSAGES, anthropic.request(), CLAUDE)
+        echo = anthropic.error("authentication_error", f"invalid x-api-key: {UPSTREAM_KEY}")
+        self.h.sent[0].respond(401, anthropic.JSON, echo)
+        status, _, body = client.response()
+        self.assertEqual(status, 401)
+        self.assertNotIn(UPSTREAM_KEY.encode(), body)
+        self.assertIn(b"[redacted", body)
+        self.assertEqual(orjson.loads(body)["error"]["type"], "authentication_error")
+
+    def test_the_gateway_key_is_never_sent_upstream(self) -> None:
+        client = self.h.connect()
+        client.post(
+            MESSAGES, anthropic.request(), {b"authorization": b"Bearer " + GATEWAY_KEY.encode()}
+        )
+        [sent] = self.h.sent
+        everything = b"".join(v for _, vs in sent.headers.getAllRawHeaders() for v in vs)
+        self.assertNotIn(GATEWAY_KEY.encode(), everything + sent.body)
+
+
+class RetryTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.h = messagesHarness(retries={"max_attempts": 3, "backoff_base": 0.1})
+
+    def test_overloaded_529_is_retried_before_the_first_byte(self) -> None:
+        client = self.h.connect()
+        client.post(MESSAGES, anthropic.request(), CLAUDE)
+        self.h.sent[0].respond(
+            529, anthropic.JSON, anthropic.error("overloaded_error", "Overloaded")
+        )
+        self.h.reactor.advance(1)
+        self.assertEqual(len(self.h.sent), 2)
+        self.h.sent[1].respond(200, anthropic.JSON, anthropic.wholeText("ok"))
+        status, _, body = client.response()
+        self.assertEqual(status, 200)
+        self.assertEqual(orjson.loads(body)["content"][0]["text"], "ok")
+        self.assertEqual(
+            self.h.metric("codexgw_upstream_retries_total", upstream="main", reason="529"), 1
+        )
+
+    def test_a_429_keeps_retry_after_in_whole_seconds(self) -> None:
+        h = messagesHarness()
+        client = h.connect()
+        client.post(MESSAGES, anthropic.request(), CLAUDE)
+        h.sent[0].respond(
+            429,
+            {**anthropic.JSON, b"retry-after": b"7"},
+            anthropic.error("rate_limit_error", "slow down"),
+        )
+        status, headers, body = client.response()
+        self.assertEqual(status, 429)
+        self.assertEqual(headers[b"retry-after"], b"7")
+        self.assertEqual(orjson.loads(body)["error"]["type"], "rate_limit_error")
+
+
+class CountTokensTests(SynchronousTestCase):
+    def test_count_tokens_is_relayed_to_a_messages_upstream(self) -> None:
+        h = messagesHarness()
+        client = h.connect()
+        client.post(MESSAGES + b"/count_tokens?beta=true", anthropic.request(), CLAUDE)
+        [sent] = h.sent
+        self.assertEqual(sent.uri, b"http://upstream.test/v1/messages/count_tokens?beta=true")
+        self.assertEqual(sent.header(b"x-api-key"), UPSTREAM_KEY.encode())
+        sent.respond(200, anthropic.JSON, b'{"input_tokens": 42}')
+        status, _, body = client.response()
+        self.assertEqual((status, orjson.loads(body)), (200, {"input_tokens": 42}))
