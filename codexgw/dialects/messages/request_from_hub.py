@@ -153,6 +153,9 @@ def responses_to_messages(
             dropped.append("reasoning.effort")
         if choice is not None:
             out["tool_choice"] = choice
+    if thinking is not None and not _loop_keeps_thinking(messages):
+        thinking = None
+        dropped.append("reasoning.effort")
     if thinking is not None:
         out["thinking"] = thinking
     if prompt_cache:
@@ -228,6 +231,23 @@ def _wants_summary(body: dict[str, Any]) -> bool:
     if summary is None:
         summary = reasoning.get("generate_summary")
     return summary in _SUMMARIES
+
+
+def _loop_keeps_thinking(messages: list[dict[str, Any]]) -> bool:
+    """
+    Whether thinking can be on for this history. Mid tool loop (the last
+    message answers calls), Anthropic refuses thinking unless the assistant
+    message holding the calls starts with its thinking block; a history
+    from another model, or whose reasoning was not kept, has none, and the
+    turn is better answered without thinking than refused.
+    """
+    last = messages[-1]
+    if last["role"] != "user" or last["content"][0]["type"] != "tool_result":
+        return True
+    assistant = next((m for m in reversed(messages) if m["role"] == "assistant"), None)
+    if assistant is None:
+        return True
+    return assistant["content"][0]["type"] in ("thinking", "redacted_thinking")
 
 
 def _thinking(reasoning: object, max_tokens: int) -> dict[str, Any] | None:
@@ -364,7 +384,7 @@ class _Builder:
 
     def user(self, blocks: list[dict[str, Any]]) -> None:
         self.thinking = []  # reasoning not followed by its answer cannot be sent
-        blocks = [b for b in blocks if b.get("type") != "text" or b.get("text")]
+        blocks = [b for b in blocks if _visible(b)]
         if blocks:
             self._last("user")["content"].extend(blocks)
 
@@ -377,13 +397,18 @@ class _Builder:
         content.insert(at, block)
 
     def assistant(self, blocks: list[dict[str, Any]]) -> None:
-        blocks = [b for b in blocks if b.get("type") != "text" or b.get("text")]
+        blocks = [b for b in blocks if _visible(b)]
         if not blocks:
             return
         # Thinking goes where the model wrote it: first in its assistant
         # message, or between blocks of it (interleaved thinking).
         self._last("assistant")["content"].extend(self.thinking + blocks)
         self.thinking = []
+
+
+def _visible(block: dict[str, Any]) -> bool:
+    """Anthropic refuses text blocks that are empty or only whitespace."""
+    return block.get("type") != "text" or bool(str(block.get("text") or "").strip())
 
 
 def _text_of(part: dict[str, Any]) -> str | None:
@@ -453,7 +478,7 @@ def _message(b: _Builder, item: dict[str, Any], where: str) -> None:
     else:
         blocks = _blocks(content, f"{where}.content")
     if role in _SYSTEM_ROLES:
-        b.system.extend(str(x["text"]) for x in blocks if x["text"])
+        b.system.extend(str(x["text"]) for x in blocks if _visible(x))
     elif role == "assistant":
         b.assistant(blocks)
     elif role == "user":
@@ -535,7 +560,7 @@ def _output(b: _Builder, item: dict[str, Any], where: str) -> None:
         content = output
     elif isinstance(output, list):
         content = _blocks(output, f"{where}.output")
-        content = [c for c in content if c["type"] != "text" or c["text"]]
+        content = [c for c in content if _visible(c)]
     elif output is None:
         content = ""
     else:

@@ -385,3 +385,45 @@ class InputTests(SynchronousTestCase):
             self.assertEqual(caught.exception.param, param)
         self.assertRaises(InvalidRequest, translate, body(input=[]))
         self.assertRaises(InvalidRequest, responses_to_messages, [], ChatDialect())
+
+
+class ThinkingHistoryTests(SynchronousTestCase):
+    def loop(self, *reasoning: dict[str, Any]) -> dict[str, Any]:
+        items = [msg("user", "go"), *reasoning, call("c1"), output("c1")]
+        return responses_to_messages(
+            body(input=items, tools=[TOOL], reasoning={"effort": "high"}), ChatDialect()
+        ).body
+
+    def test_mid_tool_loop_thinking_needs_the_calls_message_to_start_with_thinking(self) -> None:
+        self.assertNotIn("thinking", self.loop())
+        block = {"type": "thinking", "thinking": "Plan.", "signature": "SIG"}
+        kept = self.loop(
+            {"type": "reasoning", "summary": [], "encrypted_content": seal_block(block)}
+        )
+        self.assertEqual(kept["thinking"]["type"], "enabled")
+        self.assertEqual(kept["messages"][1]["content"][0], block)
+
+    def test_a_new_user_turn_may_think_whatever_the_history(self) -> None:
+        items = [
+            msg("user", "go"),
+            call("c1"),
+            output("c1"),
+            msg("assistant", "done"),
+            msg("user", "more"),
+        ]
+        out = translate(body(input=items, tools=[TOOL], reasoning={"effort": "low"}))
+        self.assertEqual(out["thinking"]["type"], "enabled")
+
+    def test_whitespace_only_text_is_never_sent(self) -> None:
+        out = translate(body(input=[msg("user", " \n"), msg("user", "x"), msg("assistant", "  ")]))
+        self.assertEqual(
+            out["messages"],
+            [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "x", "cache_control": {"type": "ephemeral"}}
+                    ],
+                }
+            ],
+        )

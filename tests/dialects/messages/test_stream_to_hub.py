@@ -386,3 +386,35 @@ class TranslatorTests(SynchronousTestCase):
         t = translator()
         events = t.start() + t.keepalive() + t.feed(START) + t.keepalive()
         self.assertEqual(types(events).count("response.in_progress"), 3)
+
+
+class SilentThinkingTests(SynchronousTestCase):
+    def test_a_thinking_block_with_only_a_signature_is_still_an_item(self) -> None:
+        for reasoning_as in ("text", "summary", "both"):
+            events = feed_all(
+                translator(reasoning_as=reasoning_as),
+                [
+                    START,
+                    {
+                        "type": "content_block_start",
+                        "index": 0,
+                        "content_block": {"type": "thinking", "thinking": "", "signature": ""},
+                    },
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "signature_delta", "signature": "S"},
+                    },
+                    {"type": "content_block_stop", "index": 0},
+                    *text_block(1, "ok"),
+                    *end(),
+                ],
+            )
+            final = check_stream(events)
+            reasoning, _ = final["output"]
+            block = unseal_block(reasoning["encrypted_content"])
+            self.assertEqual(block, {"type": "thinking", "thinking": "", "signature": "S"})
+            deltas = [
+                e for e in events if e["type"].endswith("text.delta") and "reasoning" in e["type"]
+            ]
+            self.assertEqual(deltas, [])
