@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.dialects.test_spokes,tests.dialects.messages -*-
 """
 The Anthropic Messages spoke: requests to and from the hub, streams to and
 from the hub, errors both ways, and the C{count_tokens} estimate.

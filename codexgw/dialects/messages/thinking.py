@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.dialects.messages.test_request_from_hub -*-
+# -*- test-case-name: tests.dialects.messages.test_round_trip -*-
 """
 Thinking blocks carried through the hub as reasoning items, and back.
 
