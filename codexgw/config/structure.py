@@ -396,6 +396,8 @@ class Structurer:
             checked: Any
             if kind == "bool":
                 checked = self.boolean(where, value)
+            elif kind.startswith("int"):
+                checked = self.integer(where, value)
             elif kind.startswith("tuple"):
                 checked = self.strings(where, value)
             elif kind.startswith("Mapping"):
