@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
+from twisted.web.server import NOT_DONE_YET
 
 from tests.fakes import faults
 from tests.fakes.anthropic_upstream import API_KEY, say
@@ -226,6 +227,174 @@ class AnthropicSDKTests(TestCase):
         error = await self.assertFailure(deferToThread(create), anthropic.InternalServerError)
         self.assertGreaterEqual(error.status_code, 500)
         self.assertEqual(error.body["type"], "error")
+
+    async def test_cached_prompt_tokens_are_reported_as_cache_reads(self) -> None:
+        live = LiveGateway(self)
+        usage = {
+            "prompt_tokens": 100,
+            "completion_tokens": 2,
+            "total_tokens": 102,
+            "prompt_tokens_details": {"cached_tokens": 60},
+        }
+        live.upstream.script.append(
+            sse(
+                [
+                    *textStream(["cached", " answer"], usage=False)[:-1],
+                    chatChunk({}, None, choices=[], usage=usage),
+                    b"data: [DONE]\n\n",
+                ]
+            )
+        )
+        client = self.client(self.root(live))
+
+        def run() -> Any:
+            with client.messages.stream(
+                model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "hi"}]
+            ) as stream:
+                return stream.get_final_message()
+
+        final = await deferToThread(run)
+        self.assertEqual(final.content[0].text, "cached answer")
+        # Anthropic's input_tokens leave the cache reads out.
+        self.assertEqual(final.usage.cache_read_input_tokens, 60)
+        self.assertEqual(final.usage.input_tokens, 40)
+        self.assertEqual(final.usage.output_tokens, 2)
+
+    async def test_images_and_error_tool_results_reach_the_chat_upstream(self) -> None:
+        live = LiveGateway(self)
+        live.upstream.script.append(sse(textStream(["Seen."])))
+        client = self.client(self.root(live))
+        pixel = (
+            "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGA"
+            "hKmMIQAAAABJRU5ErkJggg=="
+        )
+        await deferToThread(
+            client.messages.create,
+            model=MODEL,
+            max_tokens=64,
+            tools=[WEATHER],
+            messages=[
+                {"role": "user", "content": "Weather?"},
+                {
+                    "role": "assistant",
+                    "content": [
+                        {
+                            "type": "tool_use",
+                            "id": "toolu_x1",
+                            "name": "get_weather",
+                            "input": {"city": "X"},
+                        }
+                    ],
+                },
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": "toolu_x1",
+                            "is_error": True,
+                            "content": [{"type": "text", "text": "no such city"}],
+                        },
+                        {"type": "text", "text": "What is in this picture?"},
+                        {
+                            "type": "image",
+                            "source": {"type": "base64", "media_type": "image/png", "data": pixel},
+                        },
+                    ],
+                },
+            ],
+        )
+        messages = self.chats(live)[0].body["messages"]
+        [tool] = [m for m in messages if m["role"] == "tool"]
+        self.assertEqual(tool["tool_call_id"], "toolu_x1")
+        self.assertIn("no such city", orjson.dumps(tool["content"]).decode())
+        after = messages[messages.index(tool) + 1 :]
+        self.assertEqual([m["role"] for m in after], ["user"])
+        parts = after[0]["content"]
+        self.assertIn(
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64," + pixel}},
+            [
+                {"type": p["type"], "image_url": {"url": p["image_url"]["url"]}}
+                for p in parts
+                if p.get("type") == "image_url"
+            ],
+        )
+
+    async def test_a_silent_upstream_gets_pings(self) -> None:
+        from twisted.internet import reactor
+
+        live = LiveGateway(self, heartbeat_interval=0.3)
+        pending: list[Any] = []
+        self.addCleanup(lambda: [c.cancel() for c in pending if c.active()])
+
+        def slow(request: Any, body: Any) -> Any:
+            def answer() -> None:
+                request.setHeader(b"content-type", b"text/event-stream")
+                request.write(b"".join(textStream(["late"])))
+                request.finish()
+
+            pending.append(reactor.callLater(1.2, answer))
+            return NOT_DONE_YET
+
+        live.upstream.script.append(slow)
+        response = await live.http.post(
+            live.base + "/messages",
+            data=orjson.dumps(
+                {
+                    "model": MODEL,
+                    "max_tokens": 32,
+                    "stream": True,
+                    "messages": [{"role": "user", "content": "hi"}],
+                }
+            ),
+            headers={"x-api-key": "client-key", "anthropic-version": "2023-06-01"},
+        )
+        self.assertEqual(response.code, 200)
+        raw = (await response.content()).decode()
+        events = [line[len("event: ") :] for line in raw.splitlines() if line.startswith("event: ")]
+        self.assertEqual(events[0], "message_start")
+        first = events.index("content_block_start")
+        self.assertGreaterEqual(events[:first].count("ping"), 2, events)
+        self.assertEqual(events[-1], "message_stop")
+
+    async def test_upstream_failing_mid_stream_is_an_error_event(self) -> None:
+        import anthropic
+
+        live = LiveGateway(self)
+        live.upstream.script.append(faults.sseThen(faults.FIRST, "reset"))
+        client = self.client(self.root(live))
+
+        def run() -> Any:
+            with client.messages.stream(
+                model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "hi"}]
+            ) as stream:
+                for _ in stream:
+                    pass
+                return stream.get_final_message()
+
+        error = await self.assertFailure(deferToThread(run), anthropic.APIStatusError)
+        self.assertIn(error.body["error"]["type"], ("api_error", "overloaded_error"), error.body)
+
+    async def test_model_names_are_routed(self) -> None:
+        from tests.fakes.chat_upstream import FakeChatUpstream
+
+        live = MessagesGateway(
+            self,
+            upstream=FakeChatUpstream(),
+            wire_api="chat",
+            provider=None,
+            models=[{"match": "claude-*", "upstream": "claude", "model": "qwen3-coder"}],
+        )
+        client = self.client(live.root)
+        message = await deferToThread(
+            client.messages.create,
+            model="claude-haiku-4-5",
+            max_tokens=16,
+            messages=[{"role": "user", "content": "hi"}],
+        )
+        self.assertEqual(message.content[0].text, "Hello from the fake upstream")
+        self.assertEqual(message.model, "claude-haiku-4-5")
+        self.assertEqual(live.fake.received[0].body["model"], "qwen3-coder")
 
     async def test_count_tokens(self) -> None:
         live = LiveGateway(self)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from typing import Any
 
 import attrs
@@ -45,6 +46,8 @@ from tests.integration.test_messages_upstream import MessagesGateway, rejections
 MODEL = "claude-sonnet-4-5"
 #: What Claude Code prints for a 404 not_found_error from the Messages API.
 UNKNOWN_MODEL = "There's an issue with the selected model"
+#: The first system block Claude Code sends, billing metadata for Anthropic.
+BILLING = "x-anthropic-billing-header"
 
 
 def claudeBinary() -> str:
@@ -82,6 +85,7 @@ async def runClaude(
     extraArgs: list[str] | None = None,
     timeout: float = 60,
     retries: int = 0,
+    home: str | None = None,
 ) -> ClaudeRun:
     """
     Run `claude -p PROMPT --model MODEL --allowedTools Bash` in a throwaway
@@ -89,13 +93,17 @@ async def runClaude(
     sent as C{x-api-key} (C{ANTHROPIC_API_KEY}), or with C{bearer} as
     C{Authorization: Bearer} (C{ANTHROPIC_AUTH_TOKEN}). C{retries} is
     C{CLAUDE_CODE_MAX_RETRIES}: none by default, so a test sees the
-    gateway's first answer as final (and a failure fails fast). The work
-    directory is removed by cleanup, after the test has looked at it.
+    gateway's first answer as final (and a failure fails fast). C{home}
+    (made and removed by cleanup when not given) holds the work directory;
+    two runs in one home are two sessions of one user in one project.
     """
-    home = os.path.abspath(test.mktemp())
+    if home is None:
+        # Outside the repository: Claude Code takes the enclosing git
+        # checkout as its project (and reads its CLAUDE.md, its status).
+        home = tempfile.mkdtemp(prefix="codexgw-claude-")
+        test.addCleanup(shutil.rmtree, home, True)
     work = os.path.join(home, "work")
-    os.makedirs(work)
-    test.addCleanup(shutil.rmtree, home, True)
+    os.makedirs(work, exist_ok=True)
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": home,
@@ -133,6 +141,16 @@ def bashCommand(marker: str) -> dict[str, str]:
         "command": f"echo {marker} > bash-{marker}.txt && cat bash-{marker}.txt",
         "description": "Write the marker file",
     }
+
+
+def firstDifference(a: str, b: str) -> str | None:
+    """Where two texts part, with some context; None when they are equal."""
+    if a == b:
+        return None
+    at = next(
+        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
+    return f"at {at}: {a[max(0, at - 40) : at + 40]!r} / {b[max(0, at - 40) : at + 40]!r}"
 
 
 def chats(upstream: FakeChatUpstream) -> list[Any]:
@@ -414,6 +432,28 @@ class ClaudeCodeOntoChatTests(TestCase):
         second = chats(live.upstream)[1].body["messages"]
         self.assertEqual([m["role"] for m in second][-2:], ["assistant", "tool"])
 
+    async def test_the_prompt_a_chat_upstream_caches_is_the_same_across_sessions(self) -> None:
+        # Claude Code opens its system prompt with a billing line
+        # ("x-anthropic-billing-header: cc_version=2.1.197.<hash of the
+        # prompt>; …"), meaningless to any other model: forwarded, it makes
+        # every session's prefix unique and a provider's prefix cache never
+        # hits past it (DeepSeek, vLLM, OpenAI cache by prefix).
+        live = LiveGateway(self)
+        live.upstream.script += [sse(textStream(["one"])), sse(textStream(["two"]))]
+        home = tempfile.mkdtemp(prefix="codexgw-claude-")
+        self.addCleanup(shutil.rmtree, home, True)
+        for prompt in ("say one", "say two, please"):
+            run = await runClaude(self, live.base.removesuffix("/v1"), prompt, home=home)
+            self.assertEqual(run.code, 0, run.why())
+        first, second = (c.body["messages"][0] for c in chats(live.upstream))
+        self.assertEqual(first["role"], "system")
+        self.assertEqual(
+            firstDifference(first["content"], second["content"]),
+            None,
+            "the two sessions' system prompts differ",
+        )
+        self.assertNotIn(BILLING, first["content"][:200])
+
     async def test_rate_limit_is_waited_out_and_retried(self) -> None:
         live = LiveGateway(self)
         live.upstream.script += [
@@ -467,6 +507,16 @@ class ClaudeCodeOntoResponsesTests(TestCase):
         [output] = [i for i in items if i.get("type") == "function_call_output"]
         self.assertEqual(output["call_id"], "call_resp1")
         self.assertIn(marker, orjson.dumps(output["output"]).decode())
+
+    async def test_the_billing_line_stays_out_of_the_instructions(self) -> None:
+        live = LiveGateway(self, upstream={"wire_api": "responses"})
+        live.upstream.script.append(responsesText("ok"))
+        run = await runClaude(self, live.base.removesuffix("/v1"), "say ok")
+        self.assertEqual(run.code, 0, run.why())
+        [sent] = [r for r in live.upstream.received if r.path == b"/v1/responses"]
+        instructions = orjson.dumps(sent.body.get("instructions")).decode()
+        self.assertIn("Claude", instructions)
+        self.assertNotIn(BILLING, instructions[:200])
 
 
 class ClaudeCodeOntoMessagesTests(TestCase):

@@ -26,6 +26,7 @@ from tests.fakes.anthropic_upstream import (
     API_KEY,
     Fail,
     FakeAnthropicUpstream,
+    RedactedThinking,
     Text,
     Thinking,
     ToolUse,
@@ -513,6 +514,123 @@ class OpenAISDKOntoMessagesTests(TestCase):
         self.assertEqual(assistant["content"][0]["type"], "thinking")
         self.assertEqual(assistant["content"][0]["thinking"], thought)
         self.assertEqual(live.fake.issued[assistant["content"][0]["signature"]], thought)
+
+    async def test_parallel_tool_calls_go_back_as_one_user_message(self) -> None:
+        live = MessagesGateway(self)
+        live.fake.script += [
+            Turn(
+                (
+                    Text("Checking both."),
+                    ToolUse("get_weather", {"city": "Paris"}),
+                    ToolUse("get_weather", {"city": "Oslo"}),
+                )
+            ),
+            say("Paris sunny, Oslo snowy."),
+        ]
+        client = self.client(live)
+        first = await deferToThread(
+            client.responses.create, model=MODEL, input="Paris and Oslo?", tools=[WEATHER]
+        )
+        calls = [item for item in first.output if item.type == "function_call"]
+        self.assertEqual(
+            [orjson.loads(c.arguments)["city"] for c in calls], ["Paris", "Oslo"], first.output
+        )
+        second = await deferToThread(
+            client.responses.create,
+            model=MODEL,
+            tools=[WEATHER],
+            input=[
+                {"role": "user", "content": "Paris and Oslo?"},
+                *[item.model_dump(exclude_none=True) for item in first.output],
+                *[
+                    {"type": "function_call_output", "call_id": c.call_id, "output": out}
+                    for c, out in zip(calls, ["sun", "snow"], strict=True)
+                ],
+            ],
+        )
+        self.assertEqual(second.output_text, "Paris sunny, Oslo snowy.", rejections(live.fake))
+        sent = live.fake.messages[1].body["messages"]
+        self.assertEqual([m["role"] for m in sent], ["user", "assistant", "user"])
+        self.assertEqual(
+            [b["type"] for b in sent[2]["content"]][:2], ["tool_result", "tool_result"]
+        )
+
+    async def test_redacted_thinking_rides_back_opaque(self) -> None:
+        live = MessagesGateway(self)
+        live.fake.script += [
+            Turn((RedactedThinking(), ToolUse("get_weather", {"city": "Lima"}))),
+            say("Mild in Lima."),
+        ]
+        client = self.client(live)
+        reasoning = {"effort": "low"}
+        first = await deferToThread(
+            client.responses.create,
+            model=MODEL,
+            input="Lima?",
+            tools=[WEATHER],
+            reasoning=reasoning,
+            include=["reasoning.encrypted_content"],
+            store=False,
+        )
+        self.assertEqual([i.type for i in first.output], ["reasoning", "function_call"])
+        callItem = first.output[1]
+        second = await deferToThread(
+            client.responses.create,
+            model=MODEL,
+            tools=[WEATHER],
+            reasoning=reasoning,
+            include=["reasoning.encrypted_content"],
+            store=False,
+            input=[
+                {"role": "user", "content": "Lima?"},
+                *[item.model_dump(exclude_none=True) for item in first.output],
+                {"type": "function_call_output", "call_id": callItem.call_id, "output": "18C"},
+            ],
+        )
+        self.assertEqual(second.output_text, "Mild in Lima.", rejections(live.fake))
+        block = live.fake.messages[1].body["messages"][1]["content"][0]
+        self.assertEqual(block, {"type": "redacted_thinking", "data": RedactedThinking().data})
+
+    async def test_max_tokens_stop_is_an_incomplete_response(self) -> None:
+        live = MessagesGateway(self)
+        live.fake.script.append(Turn((Text("Cut sh"),), stop_reason="max_tokens"))
+        client = self.client(live)
+        response = await deferToThread(
+            client.responses.create, model=MODEL, input="long story", max_output_tokens=16
+        )
+        self.assertEqual(response.status, "incomplete", rejections(live.fake))
+        self.assertEqual(response.incomplete_details.reason, "max_output_tokens")
+        self.assertEqual(live.fake.messages[0].body["max_tokens"], 16)
+
+    async def test_overloaded_upstream_is_retried(self) -> None:
+        live = MessagesGateway(
+            self, upstreamExtra={"retries": {"max_attempts": 2, "backoff_base": 0.05}}
+        )
+        live.fake.script += [Fail("overloaded_error", "Overloaded"), say("Second time lucky")]
+        client = self.client(live)
+        response = await deferToThread(client.responses.create, model=MODEL, input="hi")
+        self.assertEqual(response.output_text, "Second time lucky")
+        self.assertEqual(len(live.fake.messages), 2)
+
+    async def test_error_inside_the_stream_fails_the_response(self) -> None:
+        live = MessagesGateway(self)
+        live.fake.script.append(Fail("overloaded_error", "Overloaded", in_stream=True))
+        client = self.client(live)
+
+        def run() -> list[Any]:
+            events = []
+            with client.responses.stream(model=MODEL, input="hi") as stream:
+                for event in stream:
+                    events.append(event)
+            return events
+
+        try:
+            events = await deferToThread(run)
+        except Exception as e:  # the helper may raise on response.failed
+            self.fail(f"the stream helper raised {e!r}")
+        types = [e.type for e in events]
+        self.assertEqual(types[-1], "response.failed", types)
+        self.assertTrue(events[-1].response.error.message)
 
     async def test_upstream_errors_reach_the_sdk_as_its_exceptions(self) -> None:
         from openai import BadRequestError, RateLimitError
