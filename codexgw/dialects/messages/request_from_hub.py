@@ -76,6 +76,8 @@ _SUMMARIES = ("auto", "concise", "detailed")
 _DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+);base64,(.*)$", re.DOTALL)
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 
+_RETIRED = "A tool called earlier in this conversation; not offered now."
+
 # The Chat dialect the tool mapping runs with: Anthropic has no C{strict}.
 _TOOLS_DIALECT = ChatDialect(supports_strict=False)
 
@@ -143,6 +145,16 @@ def responses_to_messages(
     if mapped.tools:
         out["tools"] = [_tool(t["function"]) for t in mapped.tools]
         choice = _tool_choice(body.get("tool_choice"), mapped.tool_map)
+    elif builder.names:
+        # Anthropic refuses tool_use blocks in a request without tools (a
+        # Codex compaction sends its history with none): the tools the
+        # history called are declared again, and none may be called.
+        out["tools"] = [
+            {"name": name, "description": _RETIRED, "input_schema": {"type": "object"}}
+            for name in builder.names
+        ]
+        out["tool_choice"] = {"type": "none"}
+    if mapped.tools:
         if body.get("parallel_tool_calls") is False:
             choice = choice or {"type": "auto"}
             if choice["type"] != "none":
@@ -347,6 +359,7 @@ class _Builder:
         self.messages: list[dict[str, Any]] = []
         self.thinking: list[dict[str, Any]] = []
         self.calls: set[str] = set()
+        self.names: list[str] = []  # tools the history calls, in order, once
 
     def build(self, body: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
         instructions = body.get("instructions")
@@ -539,6 +552,8 @@ def _call(b: _Builder, item: dict[str, Any], where: str) -> None:
             name = b.tool_map.upstream_name(FUNCTION, raw_name, namespace)
             arguments = args
     b.calls.add(call_id)
+    if name not in b.names:
+        b.names.append(name)
     b.assistant(
         [{"type": "tool_use", "id": call_id, "name": name, "input": _input_object(arguments)}]
     )

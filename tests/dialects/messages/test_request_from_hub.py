@@ -110,6 +110,20 @@ class CodexRequestTests(SynchronousTestCase):
         patch = next(t for t in translate(codex_body())["tools"] if t["name"] == "apply_patch")
         self.assertEqual(patch["input_schema"]["required"], ["input"])
 
+    def test_a_history_with_calls_but_no_tools_declares_them_and_forbids_calls(self) -> None:
+        out = translate(codex_request("compaction"), prompt_cache=False)
+        self.assertEqual(
+            out["tools"],
+            [
+                {
+                    "name": "exec_command",
+                    "description": "A tool called earlier in this conversation; not offered now.",
+                    "input_schema": {"type": "object"},
+                }
+            ],
+        )
+        self.assertEqual(out["tool_choice"], {"type": "none"})
+
     def test_hosted_tools_are_dropped_and_named(self) -> None:
         result = responses_to_messages(codex_body(), ChatDialect())
         self.assertEqual(result.dropped_tools, ["web_search"])
