@@ -162,6 +162,32 @@ class FailedWholeAnswerAccountingTests(_AccessLog, SynchronousTestCase):
         self.assertEqual(events(client.response()[2])[-1]["type"], "response.failed")
         self.assertAccounted(h, client, "/v1/responses", 200, "upstream_broken")
 
+    def test_a_client_gone_mid_stream_is_client_gone_and_stops_the_upstream(self) -> None:
+        # Klein learns of the hang-up before the relay does; the access line
+        # must still say the client left, not that the stream completed.
+        for route, payload in (
+            (RESPONSES, {"model": "m1", "input": "hi", "stream": True}),
+            (
+                CHAT,
+                {"model": "m1", "messages": [{"role": "user", "content": "hi"}], "stream": True},
+            ),
+        ):
+            del self.access[:]
+            h = Harness(makeConfig(wire_api="responses") if route == CHAT else None)
+            client = h.connect()
+            client.post(route, payload)
+            response = h.sent[0].respond(200, SSE)
+            response.send(
+                chatChunk({"role": "assistant", "content": "Hel"})
+                if route == RESPONSES
+                else encode([{"type": "response.created", "sequence_number": 0, "response": {}}])
+            )
+            client.disconnect()
+            [line] = self.access
+            self.assertEqual(line["outcome"], "client_gone", route)
+            self.assertEqual(response.transport.producerState, "stopped")
+            self.assertEqual(h.metric("codexgw_cancellations_total", route=route.decode()), 1.0)
+
     def test_a_stream_ending_in_the_upstreams_own_error_is_an_upstream_error(self) -> None:
         h = Harness()
         client = h.connect()

@@ -79,7 +79,7 @@ class MethodNotAllowedTests(SynchronousTestCase):
         h = Harness(makeConfig())
         for method, path, allow in [
             (b"GET", CHAT, b"POST"),
-            (b"PUT", b"/v1/responses", b"POST"),
+            (b"PUT", b"/v1/responses", b"GET, HEAD, POST"),  # GET: WebSocket mode
             (b"POST", b"/v1/responses/resp_1", b"DELETE, GET, HEAD"),
             (b"DELETE", b"/v1/responses/resp_1/input_items", b"GET, HEAD"),
             (b"POST", b"/metrics", b"GET, HEAD"),
