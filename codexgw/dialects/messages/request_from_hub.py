@@ -41,6 +41,7 @@ from codexgw.dialects.chat.tools import (
     revealed_tools,
     tool_search_result,
 )
+from codexgw.dialects.messages.stream_from_hub import tool_use_id
 from codexgw.dialects.messages.thinking import unseal_block
 from codexgw.dialects.responses.compaction import expand_compaction
 from codexgw.dialects.responses.validate import check_create
@@ -555,7 +556,14 @@ def _call(b: _Builder, item: dict[str, Any], where: str) -> None:
     if name not in b.names:
         b.names.append(name)
     b.assistant(
-        [{"type": "tool_use", "id": call_id, "name": name, "input": _input_object(arguments)}]
+        [
+            {
+                "type": "tool_use",
+                "id": tool_use_id(call_id),
+                "name": name,
+                "input": _input_object(arguments),
+            }
+        ]
     )
 
 
@@ -580,7 +588,9 @@ def _output(b: _Builder, item: dict[str, Any], where: str) -> None:
         content = ""
     else:
         content = orjson.dumps(output).decode("utf-8")
-    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": call_id}
+    # The same id as its call's: Anthropic's pattern is narrower than the
+    # ids other upstreams made (Kimi's "functions.name:0").
+    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": tool_use_id(call_id)}
     if content:
         block["content"] = content
     b.tool_result(block)

@@ -261,6 +261,14 @@ class InputTests(SynchronousTestCase):
             ],
         )
 
+    def test_call_ids_anthropic_would_refuse_are_mapped_alike_in_call_and_result(self) -> None:
+        messages = self.messages(
+            [msg("user", "go"), call("functions.add:0"), output("functions.add:0")]
+        )
+        use, result = messages[1]["content"][0], messages[2]["content"][0]
+        self.assertRegex(use["id"], r"^toolu_[0-9a-f]+$")
+        self.assertEqual(result["tool_use_id"], use["id"])
+
     def test_tool_results_come_first_in_their_user_message(self) -> None:
         messages = self.messages([msg("user", "go"), call("c1"), msg("user", "and?"), output("c1")])
         self.assertEqual([b["type"] for b in messages[2]["content"]], ["tool_result", "text"])
