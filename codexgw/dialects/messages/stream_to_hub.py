@@ -192,6 +192,9 @@ class MessagesToResponses(ChatToResponses):
             stored=stored,
         )
         # Thinking blocks must come back whole: never sealed as Chat text.
+        # Their token goes into encrypted_content whether or not the client
+        # included it: a stored turn replayed by previous_response_id needs
+        # it as much as a client that replays its own history.
         self._seal = False
         self._blocks: dict[int, _Call | _Thinking | str] = {}
         self._message_usage: dict[str, Any] = {}
