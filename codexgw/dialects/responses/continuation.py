@@ -27,7 +27,7 @@ from codexgw.errors import InvalidRequest
 
 # Fields the specification forbids in a response.create frame and that
 # clients (the Codex CLI) send all the same: a socket always streams.
-IGNORED_FRAME_FIELDS = ("type", "stream", "stream_options", "background")
+IGNORED_FRAME_FIELDS = ("type", "stream", "stream_options", "background", "stream_id")
 
 # Terminal statuses whose output a later turn may continue from.
 _CONTINUABLE = frozenset({"completed", "incomplete"})
