@@ -94,7 +94,7 @@ class CheckConfigTests(SynchronousTestCase):
             self.assertTrue(line.startswith(f"error: {path}: "), line)
         self.assertIn("did you mean 'retries'?", out)
         self.assertIn("did you mean 'drain_timeout'?", out)
-        self.assertIn("expected one of chat, responses, got 'grpc'", out)
+        self.assertIn("expected one of chat, responses, messages, got 'grpc'", out)
         self.assertTrue(out.rstrip().endswith(f"{path}: {len(errors)} problems"))
 
     def test_json_lists_the_same_problems_field_by_field(self) -> None:
@@ -219,6 +219,7 @@ class CodexConfigTests(SynchronousTestCase):
         self.assertEqual(provider["base_url"], "http://127.0.0.1:9090/v1")
         self.assertEqual(provider["wire_api"], "responses")
         self.assertEqual(provider["env_key"], "CODEXGW_API_KEY", "auth is on: Codex needs a key")
+        self.assertIs(provider["supports_websockets"], True, "server.websocket is on by default")
         self.assertIn("m1, m2", out)
         self.assertIn("gpt-*", out)
         self.assertIn(f"wrote 2 model(s) to {catalog}", err)
@@ -268,6 +269,19 @@ class CodexConfigTests(SynchronousTestCase):
         toml = tomllib.loads(out)
         self.assertNotIn("env_key", toml["model_providers"]["codexgw"])
         self.assertEqual(toml["model"], "codexgw-demo")
+
+    def test_a_gateway_without_websocket_mode_leaves_codex_on_http(self) -> None:
+        code, out, err = run(
+            "codex-config",
+            "--config",
+            self.config(GOOD + "server: {websocket: false}\n"),
+            "--catalog",
+            self.mktemp(),
+        )
+        self.assertEqual(code, 0, err)
+        provider = tomllib.loads(out)["model_providers"]["codexgw"]
+        self.assertNotIn("supports_websockets", provider)
+        self.assertEqual(provider["wire_api"], "responses")
 
     def test_upstream_secrets_are_not_needed_to_render_it(self) -> None:
         text = GOOD.replace("provider: deepseek", "api_key: '${CODEXGW_TEST_UNSET_SECRET}'")
