@@ -153,6 +153,28 @@ def firstDifference(a: str, b: str) -> str | None:
     return f"at {at}: {a[max(0, at - 40) : at + 40]!r} / {b[max(0, at - 40) : at + 40]!r}"
 
 
+def refusing(dialect: Any, step: Any) -> Any:
+    """C{step}, unless the request carries a field C{dialect}'s servers refuse (a 400 then)."""
+    from tests.fakes.dialects import refusal
+
+    def strict(request: Request, body: Any) -> Any:
+        refused = [f for f in sorted(dialect.refuses) if f in body and f != "strict"]
+        if "strict" in dialect.refuses:
+            refused += [
+                "tools[].function.strict"
+                for t in body.get("tools") or ()
+                if "strict" in (t.get("function") or {})
+            ][:1]
+        if refused:
+            status, answer = refusal(dialect.refusal, refused[0])
+            request.setResponseCode(status)
+            request.setHeader(b"content-type", b"application/json")
+            return answer
+        return step(request, body)
+
+    return strict
+
+
 def chats(upstream: FakeChatUpstream) -> list[Any]:
     return [r for r in upstream.received if r.path == b"/v1/chat/completions"]
 
@@ -177,7 +199,39 @@ def responsesStream(items: list[dict[str, Any]]) -> Any:
         events.append({"type": "response.in_progress", "response": shell})
         for index, item in enumerate(items):
             added = dict(item, status="in_progress")
-            if item["type"] == "message":
+            if item["type"] == "reasoning":
+                added = dict(item, summary=[])
+                events.append(
+                    {"type": "response.output_item.added", "output_index": index, "item": added}
+                )
+                for n, summary in enumerate(item["summary"]):
+                    where = {"item_id": item["id"], "output_index": index, "summary_index": n}
+                    part = {"type": "summary_text", "text": ""}
+                    events.append(
+                        {"type": "response.reasoning_summary_part.added", **where, "part": part}
+                    )
+                    events.append(
+                        {
+                            "type": "response.reasoning_summary_text.delta",
+                            **where,
+                            "delta": summary["text"],
+                        }
+                    )
+                    events.append(
+                        {
+                            "type": "response.reasoning_summary_text.done",
+                            **where,
+                            "text": summary["text"],
+                        }
+                    )
+                    events.append(
+                        {
+                            "type": "response.reasoning_summary_part.done",
+                            **where,
+                            "part": dict(part, text=summary["text"]),
+                        }
+                    )
+            elif item["type"] == "message":
                 added["content"] = []
                 events.append(
                     {"type": "response.output_item.added", "output_index": index, "item": added}
@@ -270,6 +324,10 @@ def responsesStream(items: list[dict[str, Any]]) -> Any:
     return step
 
 
+#: What OpenAI seals a reasoning item's thoughts in; only it can read them.
+SEALED = "gAAAAABpZmFrZS1vcGFxdWUtcmVhc29uaW5nLWZyb20tb3BlbmFp"
+
+
 def responsesText(text: str) -> Any:
     return responsesStream(
         [
@@ -284,9 +342,23 @@ def responsesText(text: str) -> Any:
     )
 
 
-def responsesCall(call_id: str, name: str, arguments: dict[str, Any]) -> Any:
+def responsesCall(
+    call_id: str, name: str, arguments: dict[str, Any], reasoning: str | None = None
+) -> Any:
+    """A function call, after a reasoning item (summary C{reasoning}) when given."""
+    before = []
+    if reasoning is not None:
+        before.append(
+            {
+                "type": "reasoning",
+                "id": "rs_fake1",
+                "summary": [{"type": "summary_text", "text": reasoning}],
+                "encrypted_content": SEALED,
+            }
+        )
     return responsesStream(
         [
+            *before,
             {
                 "type": "function_call",
                 "id": "fc_fake1",
@@ -294,7 +366,7 @@ def responsesCall(call_id: str, name: str, arguments: dict[str, Any]) -> Any:
                 "call_id": call_id,
                 "name": name,
                 "arguments": orjson.dumps(arguments).decode(),
-            }
+            },
         ]
     )
 
@@ -396,6 +468,40 @@ class ClaudeCodeOntoChatTests(TestCase):
         self.assertEqual(tool["tool_call_id"], "call_bash1")
         self.assertIn(marker, orjson.dumps(tool["content"]).decode())
 
+    async def test_parallel_bash_calls_go_back_as_one_assistant_message(self) -> None:
+        live = LiveGateway(self)
+        a, b = "para1101", "para2202"
+        calls = [
+            {
+                "index": i,
+                "id": f"call_p{i}",
+                "type": "function",
+                "function": {"name": "Bash", "arguments": orjson.dumps(bashCommand(m)).decode()},
+            }
+            for i, m in enumerate((a, b))
+        ]
+        live.upstream.script += [
+            sse(
+                [
+                    chatChunk({"role": "assistant", "content": None, "tool_calls": calls}),
+                    chatChunk({}, "tool_calls"),
+                    b"data: [DONE]\n\n",
+                ]
+            ),
+            sse(textStream(["Both written."])),
+        ]
+        run = await runClaude(self, live.base.removesuffix("/v1"), "write both marker files")
+        self.assertEqual(run.code, 0, run.why())
+        self.assertEqual(
+            (run.read(f"bash-{a}.txt"), run.read(f"bash-{b}.txt")), (f"{a}\n", f"{b}\n")
+        )
+        self.assertIn("Both written.", run.out)
+        messages = chats(live.upstream)[1].body["messages"]
+        roles = [m["role"] for m in messages]
+        self.assertEqual(roles[-3:], ["assistant", "tool", "tool"])
+        self.assertEqual([c["id"] for c in messages[-3]["tool_calls"]], ["call_p0", "call_p1"])
+        self.assertEqual({m["tool_call_id"] for m in messages[-2:]}, {"call_p0", "call_p1"})
+
     async def test_reasoning_upstream_thinks_and_runs_bash(self) -> None:
         # A DeepSeek-style upstream reasons in reasoning_content: Claude Code
         # gets thinking blocks, echoes them on the tool turn, and the loop
@@ -431,6 +537,65 @@ class ClaudeCodeOntoChatTests(TestCase):
         self.assertEqual(events[-1].get("result"), f"Done: {marker}")
         second = chats(live.upstream)[1].body["messages"]
         self.assertEqual([m["role"] for m in second][-2:], ["assistant", "tool"])
+
+    async def test_a_continued_session_replays_the_earlier_turn(self) -> None:
+        live = LiveGateway(self)
+        live.upstream.script += [
+            sse(
+                [
+                    chatChunk({"role": "assistant", "content": ""}),
+                    chatChunk({"reasoning_content": "Pick a colour."}),
+                    *textStream(["Blue."])[1:],
+                ]
+            ),
+            sse(textStream(["Still ", "blue."])),
+        ]
+        home = tempfile.mkdtemp(prefix="codexgw-claude-")
+        self.addCleanup(shutil.rmtree, home, True)
+        root = live.base.removesuffix("/v1")
+        first = await runClaude(self, root, "pick a colour", home=home)
+        self.assertEqual(first.code, 0, first.why())
+        self.assertEqual(first.out.strip(), "Blue.")
+        again = await runClaude(self, root, "which one?", home=home, extraArgs=["--continue"])
+        self.assertEqual(again.code, 0, again.why())
+        self.assertEqual(again.out.strip(), "Still blue.")
+        messages = chats(live.upstream)[1].body["messages"]
+        self.assertEqual([m["role"] for m in messages][-3:], ["user", "assistant", "user"])
+        self.assertIn("Blue.", orjson.dumps(messages[-2]).decode())
+        self.assertIn("which one?", orjson.dumps(messages[-1]).decode())
+
+    async def test_deepseek_gets_its_reasoning_back_on_the_tool_turn(self) -> None:
+        # DeepSeek (thinking with tools) wants the turn's reasoning_content
+        # sent back with the tool call; Claude Code carries it as the
+        # thinking block it was given, and the gateway turns it back.
+        from tests.fakes.dialects import DEEPSEEK_LIKE
+
+        live = MessagesGateway(
+            self, upstream=FakeChatUpstream(), wire_api="chat", provider="deepseek"
+        )
+        marker = "deep8812"
+        arguments = orjson.dumps(bashCommand(marker)).decode()
+        live.fake.script += [
+            refusing(
+                DEEPSEEK_LIKE,
+                sse(
+                    [
+                        chatChunk({"role": "assistant", "content": ""}),
+                        chatChunk({"reasoning_content": "The shell "}),
+                        chatChunk({"reasoning_content": "writes it."}),
+                        *toolCallStream("call_deep1", "Bash", arguments),
+                    ]
+                ),
+            ),
+            refusing(DEEPSEEK_LIKE, sse(textStream(["Deep ", marker]))),
+        ]
+        run = await runClaude(self, live.root, "write the marker file")
+        self.assertEqual(run.code, 0, run.why())
+        self.assertEqual(run.read(f"bash-{marker}.txt"), f"{marker}\n")
+        self.assertIn(f"Deep {marker}", run.out)
+        second = chats(live.fake)[1].body["messages"]
+        assistant = next(m for m in second if m.get("tool_calls"))
+        self.assertEqual(assistant.get("reasoning_content"), "The shell writes it.")
 
     async def test_the_prompt_a_chat_upstream_caches_is_the_same_across_sessions(self) -> None:
         # Claude Code opens its system prompt with a billing line
@@ -507,6 +672,40 @@ class ClaudeCodeOntoResponsesTests(TestCase):
         [output] = [i for i in items if i.get("type") == "function_call_output"]
         self.assertEqual(output["call_id"], "call_resp1")
         self.assertIn(marker, orjson.dumps(output["output"]).decode())
+
+    async def test_a_reasoning_item_rides_back_on_the_tool_turn(self) -> None:
+        # OpenAI's reasoning models want their reasoning items back with the
+        # tool output (store: false): Claude Code shows the summary as
+        # thinking and echoes the block; the sealed content must return.
+        live = LiveGateway(self, upstream={"wire_api": "responses"})
+        marker = "sealed3017"
+        live.upstream.script += [
+            responsesCall("call_rs1", "Bash", bashCommand(marker), reasoning="Use the shell."),
+            responsesText(f"Sealed {marker}."),
+        ]
+        run = await runClaude(
+            self,
+            live.base.removesuffix("/v1"),
+            "write the marker file",
+            extraArgs=["--output-format", "stream-json", "--verbose"],
+        )
+        self.assertEqual(run.code, 0, run.why())
+        self.assertEqual(run.read(f"bash-{marker}.txt"), f"{marker}\n")
+        events = [orjson.loads(line) for line in run.out.splitlines() if line.startswith("{")]
+        thinking = [
+            b["thinking"]
+            for e in events
+            if e.get("type") == "assistant"
+            for b in e["message"]["content"]
+            if b["type"] == "thinking"
+        ]
+        self.assertEqual(thinking, ["Use the shell."])
+        second = [r for r in live.upstream.received if r.path == b"/v1/responses"][1].body
+        kinds = [i.get("type") for i in second["input"]]
+        self.assertIn("reasoning", kinds)
+        reasoning = second["input"][kinds.index("reasoning")]
+        self.assertEqual(reasoning.get("encrypted_content"), SEALED)
+        self.assertLess(kinds.index("reasoning"), kinds.index("function_call"))
 
     async def test_the_billing_line_stays_out_of_the_instructions(self) -> None:
         live = LiveGateway(self, upstream={"wire_api": "responses"})
