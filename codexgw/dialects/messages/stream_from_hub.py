@@ -36,6 +36,8 @@ from codexgw.dialects.messages.thinking import pack_reasoning
 
 Event = dict[str, Any]
 
+INCOMPLETE = "upstream_stream_incomplete"
+
 _TOOL_ID = re.compile(r"^[a-zA-Z0-9_-]{1,200}$")
 _SUMMARY = "response.reasoning_summary_text.delta"
 _RAW = "response.reasoning_text.delta"
@@ -157,7 +159,7 @@ class ResponsesToMessages:
             if kind == "response.incomplete":
                 reason = (response.get("incomplete_details") or {}).get("reason")
                 self._stop_reason = "refusal" if reason == "content_filter" else "max_tokens"
-            out += self.finish()
+            out += self._end()
         elif kind == "response.failed":
             response = event.get("response") or {}
             error = response.get("error") or {}
@@ -175,9 +177,17 @@ class ResponsesToMessages:
         return out
 
     def finish(self) -> list[Event]:
-        """The upstream ended: close the open block, then the message."""
+        """
+        The upstream's body ended. Before the hub's terminal event that is
+        a cut stream, not an answer: ended as a failure, so a half tool
+        call never reaches the client as one to run.
+        """
         if self.done:
             return []
+        return self.fail(INCOMPLETE, "upstream closed the stream before response.completed")
+
+    def _end(self) -> list[Event]:
+        """The hub's answer is complete: close the open block, then the message."""
         out = self.start()
         self._close(out)
         self.done = True

@@ -228,6 +228,14 @@ class StreamTests(SynchronousTestCase):
         out = t.start() + t.fail("upstream_timeout", "slow")
         self.assertEqual(out[-1]["error"]["type"], "api_error")
 
+    def test_a_hub_stream_cut_before_its_terminal_event_is_an_error_not_a_tool_turn(self) -> None:
+        hub = openai_reasoning_stream()[:-3]  # inside the call's arguments
+        t, events = down(hub)
+        self.assertIsNone(check_messages_stream(events))
+        self.assertEqual(events[-1]["error"]["type"], "api_error")
+        self.assertEqual(t.failure["code"], "upstream_stream_incomplete")  # type: ignore[index]
+        self.assertNotIn("content_block_stop", [e["type"] for e in events][-2:])
+
     def test_keepalive_is_a_ping_after_message_start(self) -> None:
         t = ResponsesToMessages(hub_request())
         out = t.keepalive() + t.keepalive()
@@ -313,3 +321,21 @@ class ChatCustomCallTests(SynchronousTestCase):
         patch = [b for b in message.content if b.type == "tool_use" and b.name == "apply_patch"]
         self.assertEqual(patch[0].input, {"input": "*** Begin Patch\n*** End Patch\n"})
         self.assertEqual(json.loads(json.dumps(patch[0].input))["input"][:5], "*** B")
+
+
+class EveryPrefixTests(SynchronousTestCase):
+    def test_a_hub_stream_that_breaks_or_closes_anywhere_is_a_valid_messages_stream(self) -> None:
+        streams = [
+            openai_reasoning_stream(),
+            run_fixture("thinking_tool_use"),
+            run_chat_fixture("vllm_tools"),
+        ]
+        for hub in streams:
+            for cut in range(len(hub) + 1):
+                for end_with in ("fail", "finish"):
+                    t = ResponsesToMessages(hub_request())
+                    out = t.start()
+                    for event in hub[:cut]:
+                        out += t.feed(event)
+                    out += t.fail("upstream_timeout", "cut") if end_with == "fail" else t.finish()
+                    check_messages_stream(out)

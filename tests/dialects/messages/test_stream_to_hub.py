@@ -418,3 +418,28 @@ class SilentThinkingTests(SynchronousTestCase):
                 e for e in events if e["type"].endswith("text.delta") and "reasoning" in e["type"]
             ]
             self.assertEqual(deltas, [])
+
+
+class EveryPrefixTests(SynchronousTestCase):
+    def test_a_stream_that_breaks_or_closes_anywhere_is_still_a_valid_hub_stream(self) -> None:
+        from codexgw.stream.sse import SSEDecoder
+
+        for name in FIXTURE_NAMES:
+            upstream = [orjson.loads(e.data) for e in SSEDecoder().feed(stream_bytes(name))]
+            for cut in range(len(upstream) + 1):
+                for end_with in ("fail", "finish"):
+                    t = translator()
+                    events = t.start()
+                    for event in upstream[:cut]:
+                        events += t.feed(event)
+                    events += (
+                        t.fail("upstream_timeout", "cut") if end_with == "fail" else t.finish()
+                    )
+                    final = check_stream(events)
+                    if final["status"] == "failed":
+                        done = [
+                            e["item"]["id"]
+                            for e in events
+                            if e["type"] == "response.output_item.done"
+                        ]
+                        self.assertEqual([i["id"] for i in final["output"]], done, (name, cut))
