@@ -27,7 +27,7 @@ import attrs
 import orjson
 
 from codexgw.dialects.chat.dialect import ChatDialect
-from codexgw.dialects.chat.request_from_hub import ChatRequest, _echo
+from codexgw.dialects.chat.request_from_hub import ChatRequest
 from codexgw.dialects.chat.tools import (
     CUSTOM,
     FUNCTION,
@@ -44,6 +44,7 @@ from codexgw.dialects.chat.tools import (
 from codexgw.dialects.messages.stream_from_hub import tool_use_id
 from codexgw.dialects.messages.thinking import unseal_block
 from codexgw.dialects.responses.compaction import expand_compaction
+from codexgw.dialects.responses.echo import echo as _echo
 from codexgw.dialects.responses.validate import check_create
 from codexgw.errors import InvalidRequest
 

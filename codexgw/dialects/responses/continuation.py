@@ -23,6 +23,7 @@ from typing import Any
 
 import attrs
 
+from codexgw.dialects.responses.echo import echo
 from codexgw.errors import InvalidRequest
 
 # Fields the specification forbids in a response.create frame and that
@@ -129,7 +130,7 @@ def warmupResponse(rid: str, body: Mapping[str, Any], now: int) -> dict[str, Any
     The response of a C{generate: false} turn: nothing generated, nothing
     billed, the request's settings echoed as a real response would.
     """
-    response: dict[str, Any] = {
+    return {
         "id": rid,
         "object": "response",
         "created_at": now,
@@ -140,24 +141,9 @@ def warmupResponse(rid: str, body: Mapping[str, Any], now: int) -> dict[str, Any
         "model": body.get("model"),
         "output": [],
         "usage": None,
+        **echo(dict(body)),
+        "store": body.get("store") is not False,
     }
-    for name in (
-        "instructions",
-        "tools",
-        "tool_choice",
-        "parallel_tool_calls",
-        "reasoning",
-        "text",
-        "metadata",
-        "temperature",
-        "top_p",
-        "max_output_tokens",
-        "prompt_cache_key",
-    ):
-        if name in body:
-            response[name] = body[name]
-    response["store"] = body.get("store") is not False
-    return response
 
 
 def warmupEvents(response: dict[str, Any], now: int) -> list[dict[str, Any]]:
@@ -169,7 +155,7 @@ def warmupEvents(response: dict[str, Any], now: int) -> list[dict[str, Any]]:
         completed_at=now,
         usage={
             "input_tokens": 0,
-            "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": 0,
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": 0,
