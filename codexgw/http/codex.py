@@ -226,6 +226,12 @@ def codexToml(
     else:
         lines.append("# env_key: none needed, this gateway runs without keys")
     lines.append('wire_api = "responses"')
+    if config.websocket:
+        # One socket for a whole session (GET /v1/responses): each turn
+        # continues the one before by id instead of resending the history.
+        lines.append("supports_websockets = true")
+    else:
+        lines.append("# supports_websockets: off, this gateway has server.websocket: false")
     return "\n".join(lines) + "\n"
 
 
