@@ -102,7 +102,7 @@ def responses_to_messages(
     *,
     upstream_model: str | None = None,
     reasoning_key: bytes | None = None,
-    default_max_tokens: int = DEFAULT_MAX_TOKENS,
+    default_max_tokens: int | None = None,
     prompt_cache: bool = True,
 ) -> MessagesRequest:
     """
@@ -115,7 +115,7 @@ def responses_to_messages(
         the request's C{model}).
     @param reasoning_key: the HMAC key of sealed compactions.
     @param default_max_tokens: C{max_tokens} when the request sets no
-        C{max_output_tokens}.
+        C{max_output_tokens}; L{None} is L{DEFAULT_MAX_TOKENS}.
     @param prompt_cache: mark cache breakpoints (L{_cache_breakpoints}).
     @raise InvalidRequest: the body is not a valid Responses request, or a
         tool output answers no call.
@@ -135,7 +135,10 @@ def responses_to_messages(
     system, messages = builder.build(body)
 
     limit = body.get("max_output_tokens")
-    max_tokens = int(limit) if limit is not None else default_max_tokens
+    if limit is not None:
+        max_tokens = int(limit)
+    else:
+        max_tokens = default_max_tokens or DEFAULT_MAX_TOKENS
     out: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": messages}
     if system:
         out["system"] = [{"type": "text", "text": text} for text in system]
