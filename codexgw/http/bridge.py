@@ -285,7 +285,7 @@ class Bridge:
         pending = Deferred.fromCoroutine(self.dispatcher.firstAnswer(call, send))
 
         early = (
-            _EarlyStart(self.clock, ex, adapter, self.heartbeat)
+            EarlyStart(self.clock, ex, adapter, self.heartbeat)
             if isinstance(adapter, StreamingAdapter)
             else None
         )
@@ -372,10 +372,7 @@ class Bridge:
         )
 
     def _failStarted(self, ex: Exchange, adapter: StreamingAdapter, error: GatewayError) -> None:
-        """The stream was answered 200 already: it ends in C{response.failed}."""
-        ex.failedInStream()
-        ex.request.write(adapter.fail(error))
-        ex.request.finish()
+        failStarted(ex, adapter, error)
 
     async def completion(self, ex: Exchange, response: Any, adapter: IEventAdapter) -> None:
         """
@@ -401,12 +398,24 @@ class Bridge:
         request.finish()
 
 
-class _EarlyStart:
+def failStarted(ex: Exchange, adapter: StreamingAdapter, error: GatewayError) -> None:
+    """
+    The stream was answered 200 already: it ends in the client dialect's
+    failure (C{response.failed}, a Chat error chunk, Anthropic's
+    C{event: error}).
+    """
+    ex.failedInStream()
+    ex.request.write(adapter.fail(error))
+    ex.request.finish()
+
+
+class EarlyStart:
     """
     If the upstream has not answered within one heartbeat, answer the client
-    200 with C{response.created}/C{in_progress} and send a real event every
-    heartbeat until it does: a silent, thinking model must not trip the
-    client's idle timer.
+    200 with the opening of its stream (C{response.created}/C{in_progress},
+    Anthropic's C{message_start}) and send a keep-alive every heartbeat until
+    it does (real events where the dialect's client wants them): a silent,
+    thinking model must not trip the client's idle timer.
     """
 
     def __init__(

@@ -38,6 +38,11 @@ UPSTREAM_OPTIONS: dict[str, dict[str, Any]] = {
 }
 """What a Bridge onto an upstream of a dialect needs beside its spoke."""
 
+EARLY_START = frozenset({"messages"})
+"""Client dialects whose streams from a Responses upstream start, and are
+kept alive with the dialect's own keep-alive events, while the upstream has
+not answered (Claude Code waits on its C{ping}s)."""
+
 
 def everyPair(
     spokes: Mapping[str, Spoke],
@@ -50,14 +55,17 @@ def everyPair(
 
     @param bridge: makes a L{Bridge} given its spoke and options (the
         shared collaborators bound already).
-    @param reverse: makes a L{ReverseBridge} given its spoke and framing.
+    @param reverse: makes a L{ReverseBridge} given its spoke, framing and
+        C{early} (whether to start streams early, L{EARLY_START}).
     """
     pairs: dict[Pair, Bridge | ReverseBridge] = {}
     for name, spoke in spokes.items():
         options = UPSTREAM_OPTIONS.get(name, {})
         pairs[(HUB, name)] = bridge(spoke=spoke, **options)
         if name in FRAMINGS:
-            pairs[(name, HUB)] = reverse(spoke=spoke, framing=FRAMINGS[name])
+            pairs[(name, HUB)] = reverse(
+                spoke=spoke, framing=FRAMINGS[name], early=name in EARLY_START
+            )
         for clientName, client in spokes.items():
             if clientName != name and clientName in FRAMINGS:
                 pairs[(clientName, name)] = bridge(
@@ -66,4 +74,4 @@ def everyPair(
     return pairs
 
 
-__all__ = ["UPSTREAM_OPTIONS", "Pair", "everyPair"]
+__all__ = ["EARLY_START", "UPSTREAM_OPTIONS", "Pair", "everyPair"]

@@ -256,6 +256,35 @@ class MessagesClientOnResponsesTests(SynchronousTestCase):
         self.assertEqual(uses[0]["input"], {"cmd": "ls -la"})
         self.assertEqual(message["stop_reason"], "tool_use")
 
+    def test_a_silent_upstream_gets_the_client_message_start_and_pings(self) -> None:
+        client = self.h.connect()
+        client.post(MESSAGES, anthropic.request(stream=True))
+        interval = self.h.config.heartbeat_interval
+        self.h.reactor.advance(interval)
+        self.h.reactor.advance(interval)
+        status, _, raw = client.response()
+        self.assertEqual(status, 200)
+        self.assertEqual([n for n, _ in events(raw)], ["message_start", "ping"])
+        self.h.sent[0].respond(200, SSE, encodeEvents(run_fixture("openai_text")))
+        got = events(client.response()[2])
+        self.assertEqual([n for n, _ in got].count("message_start"), 1)
+        self.assertEqual(got[-1][0], "message_stop")
+
+    def test_an_upstream_error_after_an_early_start_is_an_error_event(self) -> None:
+        client = self.h.connect()
+        client.post(MESSAGES, anthropic.request(stream=True))
+        self.h.reactor.advance(self.h.config.heartbeat_interval)
+        self.h.sent[0].respond(
+            429,
+            {b"content-type": b"application/json"},
+            b'{"error": {"message": "slow down", "type": "requests", "code": "rate_limit_exceeded"}}',
+        )
+        status, _, raw = client.response()
+        self.assertEqual(status, 200)
+        name, data = events(raw)[-1]
+        self.assertEqual(name, "error")
+        self.assertEqual(data["error"]["type"], "rate_limit_error")
+
     def test_an_upstream_error_is_in_anthropics_shape(self) -> None:
         client = self.h.connect()
         client.post(MESSAGES, anthropic.request())
