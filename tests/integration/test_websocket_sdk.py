@@ -267,13 +267,6 @@ class WarmupObjectTests(TestCase):
             check_event(event)
         check_response(warmup[-1]["response"])
 
-    test_warmup_events_pass_the_oracles.todo = (  # type: ignore[attr-defined]
-        "GATEWAY BUG (continuation.warmupResponse/warmupEvents): the warm-up's response "
-        "object lacks fields every response object carries (tools, tool_choice, "
-        "parallel_tool_calls for the openai SDK's Response model; 19 for Open Responses), "
-        "and its usage lacks input_tokens_details.cache_write_tokens"
-    )
-
 
 class StoredContinuationTests(TestCase):
     """A socket continuing from a stored response, then from its own turn."""
