@@ -23,12 +23,14 @@ from typing import Any, Protocol
 
 import orjson
 from twisted.logger import Logger
+from twisted.web.iweb import IResponse
 
 from codexgw.dialects.messages.errors import estimate_tokens, messages_error_body
 from codexgw.errors import GatewayError, InvalidRequest
 from codexgw.http.bridge import withDefaults
 from codexgw.http.dispatch import Call, Dispatcher
 from codexgw.http.exchange import Proxy
+from codexgw.upstream.bodies import readCapped
 from codexgw.upstream.client import Upstream
 from codexgw.upstream.profiles import ANTHROPIC_VERSION
 
@@ -36,6 +38,9 @@ log = Logger()
 
 MESSAGES_PATH = "/messages"
 COUNT_TOKENS_PATH = "/messages/count_tokens"
+
+_NO_COUNT = frozenset({404, 405, 501})
+"""What an upstream without C{count_tokens} answers it with."""
 
 FORWARDED = (b"anthropic-version", b"anthropic-beta")
 """The client's request headers a Messages upstream gets as they came: the
@@ -120,18 +125,34 @@ class MessagesRoute:
     async def countTokens(self, call: Call) -> None:
         """
         C{POST /v1/messages/count_tokens}: the upstream's count where it
-        speaks Messages, else the documented estimate (L{estimate_tokens}).
+        speaks Messages and can count (Anthropic-compatible endpoints may
+        answer 404), else the documented estimate (L{estimate_tokens}).
         """
-        if call.wire_api == "messages":
-            await self.relay(call, COUNT_TOKENS_PATH)
-            return
         ex = call.ex
+        if call.wire_api == "messages":
+            upstream, response = await self.send(call, COUNT_TOKENS_PATH)
+            if response.code not in _NO_COUNT:
+                await self.proxy.passThrough(ex, upstream, response, False)
+                return
+            await readCapped(response)
+            log.info(
+                "upstream {upstream} cannot count tokens (HTTP {status}); answered with the "
+                "estimate request_id={request_id}",
+                upstream=upstream.name,
+                status=response.code,
+                request_id=ex.request_id,
+            )
         if not isinstance(call.body.get("messages"), list):
             raise InvalidRequest("messages: Field required", param="messages")
         ex.request.write(ex.json({"input_tokens": self.estimate(call.body)}))
 
     async def relay(self, call: Call, path: str) -> None:
         """Pass the request through untouched but for the model's name."""
+        upstream, response = await self.send(call, path)
+        await self.proxy.passThrough(call.ex, upstream, response, call.body.get("stream") is True)
+
+    async def send(self, call: Call, path: str) -> tuple[Upstream, IResponse]:
+        """The request to the first candidate that answers, as it came."""
         proxy, ex = self.proxy, call.ex
         raw = call.raw
         if call.upstreamModel != call.model:
@@ -148,8 +169,7 @@ class MessagesRoute:
             headers = withDefaults(given, upstream, DEFAULTS)
             return upstream.send(b"POST", path, raw, headers, onRetry, model=call.upstreamModel)
 
-        upstream, response = await self.dispatcher.firstAnswer(call, send)
-        await proxy.passThrough(ex, upstream, response, call.body.get("stream") is True)
+        return await self.dispatcher.firstAnswer(call, send)
 
 
 __all__ = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 import orjson
 from twisted.trial.unittest import SynchronousTestCase
 
+from codexgw.dialects.messages.errors import estimate_tokens
 from tests.fakes import messages_upstream as anthropic
 from tests.harness import Harness, makeConfig
 
@@ -162,3 +163,41 @@ class CountTokensTests(SynchronousTestCase):
         sent.respond(200, anthropic.JSON, b'{"input_tokens": 42}')
         status, _, body = client.response()
         self.assertEqual((status, orjson.loads(body)), (200, {"input_tokens": 42}))
+
+    def test_an_upstream_that_cannot_count_gets_the_estimate_answered(self) -> None:
+        h = messagesHarness(provider="deepseek-anthropic")
+        client = h.connect()
+        body = anthropic.request("some words to count")
+        client.post(MESSAGES + b"/count_tokens", body, CLAUDE)
+        h.sent[0].respond(404, anthropic.JSON, anthropic.error("not_found_error", "Not Found"))
+        status, _, got = client.response()
+        self.assertEqual(status, 200)
+        self.assertEqual(orjson.loads(got), {"input_tokens": estimate_tokens(body)})
+
+    def test_a_count_tokens_error_is_relayed(self) -> None:
+        h = messagesHarness()
+        client = h.connect()
+        client.post(MESSAGES + b"/count_tokens", anthropic.request(), CLAUDE)
+        error = anthropic.error("invalid_request_error", "messages: Field required")
+        h.sent[0].respond(400, anthropic.JSON, error)
+        self.assertEqual(client.response()[::2], (400, error))
+
+
+class HeaderKeyTests(SynchronousTestCase):
+    def test_a_key_configured_as_an_x_api_key_header_is_redacted_too(self) -> None:
+        secret = "sk-ant-in-a-header-0123456789"
+        h = Harness(
+            makeConfig(
+                AUTH, wire_api="messages", provider="anthropic", headers={"x-api-key": secret}
+            )
+        )
+        client = h.connect()
+        client.post(MESSAGES, anthropic.request(stream=True), CLAUDE)
+        self.assertEqual(h.sent[0].header(b"x-api-key"), secret.encode())
+        echo = anthropic.event(
+            {"type": "error", "error": {"type": "api_error", "message": f"bad key {secret}"}}
+        )
+        h.sent[0].respond(200, anthropic.SSE, echo)
+        raw = client.raw
+        self.assertNotIn(secret.encode(), raw)
+        self.assertIn(b"bad key [redacted", raw)
