@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from codexgw.dialects.chat.dialect import ChatDialect
@@ -177,3 +179,58 @@ class TurnRoundTripTests(SynchronousTestCase):
             [b["type"] for b in messages[1]["content"]], ["redacted_thinking", "thinking", "text"]
         )
         self.assertEqual(messages[1]["content"][1]["signature"], SIG)
+
+
+_TEXT = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12
+).filter(lambda t: t.strip())
+
+
+@st.composite
+def conversations(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Alternating Messages conversations with tool loops, ending with the user."""
+    messages: list[dict[str, Any]] = []
+    pending: list[str] = []
+    serial = 0
+    for _ in range(draw(st.integers(min_value=0, max_value=4))):
+        user: list[dict[str, Any]] = [
+            {"type": "tool_result", "tool_use_id": call_id, "content": draw(_TEXT)}
+            for call_id in pending
+        ]
+        user += [{"type": "text", "text": t} for t in draw(st.lists(_TEXT, max_size=2))]
+        if not user:
+            user = [{"type": "text", "text": draw(_TEXT)}]
+        messages.append({"role": "user", "content": user})
+        assistant: list[dict[str, Any]] = [
+            {"type": "text", "text": t} for t in draw(st.lists(_TEXT, max_size=2))
+        ]
+        pending = []
+        for _ in range(draw(st.integers(min_value=0 if assistant else 1, max_value=3))):
+            serial += 1
+            pending.append(f"toolu_{serial}")
+            assistant.append(
+                {
+                    "type": "tool_use",
+                    "id": pending[-1],
+                    "name": "exec_command",
+                    "input": {"cmd": draw(_TEXT)},
+                }
+            )
+        messages.append({"role": "assistant", "content": assistant})
+    last: list[dict[str, Any]] = [
+        {"type": "tool_result", "tool_use_id": call_id, "content": draw(_TEXT)}
+        for call_id in pending
+    ]
+    messages.append({"role": "user", "content": last or [{"type": "text", "text": draw(_TEXT)}]})
+    return messages
+
+
+class ConversationRoundTripTests(SynchronousTestCase):
+    @settings(max_examples=60, deadline=None)
+    @given(messages=conversations())
+    def test_any_conversation_to_the_hub_and_back_is_the_same_conversation(
+        self, messages: list[dict[str, Any]]
+    ) -> None:
+        client = client_request(messages)
+        del client["thinking"]
+        self.assertEqual(through_hub(client)["messages"], messages)
