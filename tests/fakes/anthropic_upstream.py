@@ -6,7 +6,9 @@ answers from a script of turns.
 It is as strict as Anthropic's API, because a bridge that only works against
 a lenient fake fails against the real one: it wants the key (C{x-api-key},
 or C{Authorization: Bearer} as the 2026 SDKs send it) and
-C{anthropic-version}; C{max_tokens}; roles user/assistant, alternating;
+C{anthropic-version}; C{max_tokens}; user and assistant turns alternating
+(the 2026 API merges repeated turns, the compatible endpoints refuse them:
+a bridge must not lean on merging), system messages among them text only;
 non-empty text blocks; every C{tool_use} answered, ids matching, by
 C{tool_result} blocks that open the very next user message; tools shaped
 C{{name, description, input_schema}}; no unknown top-level fields ("Extra
@@ -74,6 +76,13 @@ FIELDS = frozenset(
         "container",
         "mcp_servers",
         "context_management",
+        # Added by the 2026 API (the anthropic SDK 2.x types have them);
+        # Claude Code sends output_config for a model it does not know.
+        "cache_control",
+        "diagnostics",
+        "inference_geo",
+        "output_config",
+        "speed",
     }
 )
 COUNT_FIELDS = frozenset(
@@ -330,10 +339,22 @@ def checkMessages(body: dict[str, Any], verify: Callable[[dict[str, Any]], bool]
             if key not in ("role", "content"):
                 raise Refused(f"{where}.{key}: Extra inputs are not permitted")
         role = message.get("role")
-        if role not in ("user", "assistant"):
-            raise Refused(f"{where}.role: Input should be 'user' or 'assistant'")
+        if role not in ("user", "assistant", "system"):
+            raise Refused(f"{where}.role: Input should be 'user', 'assistant' or 'system'")
         if i == 0 and role != "user":
             raise Refused('messages: first message must use the "user" role')
+        if role == "system":
+            # The 2026 API takes system messages among the turns (Claude Code
+            # sends them for a model it does not know): text only.
+            content = message.get("content")
+            blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+            if not isinstance(blocks, list) or not blocks:
+                raise Refused(f"{where}: system messages must have non-empty content")
+            for j, block in enumerate(blocks):
+                if not isinstance(block, dict) or block.get("type") != "text":
+                    raise Refused(f"{where}.content.{j}: system messages take text blocks only")
+                _checkBlock(f"{where}.content.{j}", role, block)
+            continue
         if role == previous:
             raise Refused(
                 'messages: roles must alternate between "user" and "assistant", '
@@ -396,17 +417,15 @@ def checkMessages(body: dict[str, Any], verify: Callable[[dict[str, Any]], bool]
         for j, block in enumerate(_blocks(message)):
             if block["type"] in ("thinking", "redacted_thinking") and not verify(block):
                 raise Refused(f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block")
-    if thinkingOn(body):
-        last = messages[-1]
-        if (
-            last["role"] == "user"
-            and len(messages) >= 2
-            and any(b["type"] == "tool_result" for b in _blocks(last))
-        ):
-            first = _blocks(messages[-2])[0]
+    turns = [(i, m) for i, m in enumerate(messages) if m["role"] != "system"]
+    if thinkingOn(body) and len(turns) >= 2:
+        last = turns[-1][1]
+        at, before = turns[-2]
+        if last["role"] == "user" and any(b["type"] == "tool_result" for b in _blocks(last)):
+            first = _blocks(before)[0]
             if first["type"] not in ("thinking", "redacted_thinking"):
                 raise Refused(
-                    f"messages.{len(messages) - 2}.content.0.type: Expected `thinking` or "
+                    f"messages.{at}.content.0.type: Expected `thinking` or "
                     f"`redacted_thinking`, but found `{first['type']}`. When `thinking` is "
                     "enabled, a final `assistant` message must start with a thinking block "
                     "(preceeding the lastmost set of `tool_use` and `tool_result` blocks). "

@@ -96,6 +96,26 @@ class AnthropicSDKTests(TestCase):
         self.assertIn("hi", orjson.dumps(user["content"]).decode())
         self.assertEqual(sent.body.get("max_tokens", sent.body.get("max_completion_tokens")), 256)
 
+    async def test_system_messages_among_the_turns(self) -> None:
+        # The 2026 API (and this SDK's MessageParam) takes role "system"
+        # messages in `messages`; Claude Code sends one for models it does
+        # not know.
+        live = LiveGateway(self)
+        client = self.client(self.root(live))
+        message = await deferToThread(
+            client.messages.create,
+            model=MODEL,
+            max_tokens=64,
+            messages=[
+                {"role": "user", "content": "hi"},
+                {"role": "system", "content": "Answer in French."},
+            ],
+        )
+        self.assertEqual(message.content[0].text, "Hello from the fake upstream")
+        messages = self.chats(live)[0].body["messages"]
+        self.assertEqual(messages[-1]["role"], "system")
+        self.assertIn("Answer in French.", orjson.dumps(messages[-1]).decode())
+
     async def test_stream_helper_with_a_tool_and_the_final_message(self) -> None:
         live = LiveGateway(self)
         arguments = orjson.dumps({"city": "Paris"}).decode()

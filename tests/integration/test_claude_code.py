@@ -75,36 +75,11 @@ class ClaudeRun:
             return f.read()
 
 
-async def runClaude(
-    test: TestCase,
-    root: str,
-    prompt: str,
-    model: str = MODEL,
-    key: str = "client-key",
-    bearer: bool = False,
-    extraArgs: list[str] | None = None,
-    timeout: float = 60,
-    retries: int = 0,
-    home: str | None = None,
-) -> ClaudeRun:
-    """
-    Run `claude -p PROMPT --model MODEL --allowedTools Bash` in a throwaway
-    directory against C{root} (the base URL, without C{/v1}). The key is
-    sent as C{x-api-key} (C{ANTHROPIC_API_KEY}), or with C{bearer} as
-    C{Authorization: Bearer} (C{ANTHROPIC_AUTH_TOKEN}). C{retries} is
-    C{CLAUDE_CODE_MAX_RETRIES}: none by default, so a test sees the
-    gateway's first answer as final (and a failure fails fast). C{home}
-    (made and removed by cleanup when not given) holds the work directory;
-    two runs in one home are two sessions of one user in one project.
-    """
-    if home is None:
-        # Outside the repository: Claude Code takes the enclosing git
-        # checkout as its project (and reads its CLAUDE.md, its status).
-        home = tempfile.mkdtemp(prefix="codexgw-claude-")
-        test.addCleanup(shutil.rmtree, home, True)
-    work = os.path.join(home, "work")
-    os.makedirs(work, exist_ok=True)
-    env = {
+def defaultEnv(
+    home: str, root: str, key: str, bearer: bool, retries: int, timeout: float
+) -> dict[str, str]:
+    """What Claude Code is run with: the gateway, the key, no traffic to Anthropic."""
+    return {
         "PATH": os.environ.get("PATH", ""),
         "HOME": home,
         "ANTHROPIC_BASE_URL": root,
@@ -117,12 +92,58 @@ async def runClaude(
         "API_TIMEOUT_MS": str(int(timeout * 1000)),
         "NO_COLOR": "1",
     }
+
+
+async def runClaude(
+    test: TestCase,
+    root: str,
+    prompt: str,
+    model: str | None = MODEL,
+    key: str = "client-key",
+    bearer: bool = False,
+    extraArgs: list[str] | None = None,
+    timeout: float = 60,
+    retries: int = 0,
+    home: str | None = None,
+    env: dict[str, str] | None = None,
+) -> ClaudeRun:
+    """
+    Run `claude -p PROMPT --model MODEL --allowedTools Bash` in a throwaway
+    directory against C{root} (the base URL, without C{/v1}). The key is
+    sent as C{x-api-key} (C{ANTHROPIC_API_KEY}), or with C{bearer} as
+    C{Authorization: Bearer} (C{ANTHROPIC_AUTH_TOKEN}). C{retries} is
+    C{CLAUDE_CODE_MAX_RETRIES}: none by default, so a test sees the
+    gateway's first answer as final (and a failure fails fast). C{home}
+    (made and removed by cleanup when not given) holds the work directory;
+    two runs in one home are two sessions of one user in one project.
+    C{env}, when given, is the whole environment but PATH and HOME (then
+    C{root}, C{key}, C{bearer} and C{retries} are not used).
+    """
+    if home is None:
+        # Outside the repository: Claude Code takes the enclosing git
+        # checkout as its project (and reads its CLAUDE.md, its status).
+        home = tempfile.mkdtemp(prefix="codexgw-claude-")
+        test.addCleanup(shutil.rmtree, home, True)
+    work = os.path.join(home, "work")
+    os.makedirs(work, exist_ok=True)
+    if env is not None:
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": home, **env}
+    else:
+        env = defaultEnv(home, root, key, bearer, retries, timeout)
     proto = Collect()
     binary = claudeBinary()
     process = reactor.spawnProcess(
         proto,
         binary,
-        [binary, "-p", prompt, "--model", model, "--allowedTools", "Bash", *(extraArgs or [])],
+        [
+            binary,
+            "-p",
+            prompt,
+            *(["--model", model] if model else []),
+            "--allowedTools",
+            "Bash",
+            *(extraArgs or []),
+        ],
         env=env,
         path=work,
     )
@@ -444,6 +465,20 @@ class ClaudeCodeOntoChatTests(TestCase):
         names = [t["function"]["name"] for t in sent.body["tools"]]
         self.assertIn("Bash", names)
 
+    async def test_a_model_claude_code_does_not_know(self) -> None:
+        # The way users name their model (ANTHROPIC_MODEL=qwen3-coder, as
+        # `codexgw claude-config` prints it): for a name it does not know
+        # Claude Code uses the 2026 API: adaptive thinking, output_config,
+        # and its reminders as a trailing role "system" message.
+        live = LiveGateway(self)
+        live.upstream.script.append(sse(textStream(["Qwen ", "here"])))
+        run = await runClaude(self, live.base.removesuffix("/v1"), "say hello", model="qwen3-coder")
+        self.assertEqual(run.code, 0, run.why())
+        self.assertEqual(run.out.strip(), "Qwen here")
+        [sent] = chats(live.upstream)
+        self.assertEqual(sent.body["model"], "qwen3-coder")
+        self.assertIn("Available agent types", orjson.dumps(sent.body["messages"]).decode())
+
     async def test_bash_round_trip_writes_a_file(self) -> None:
         live = LiveGateway(self)
         marker = "chat5821"
@@ -746,6 +781,16 @@ class ClaudeCodeOntoMessagesTests(TestCase):
         assistant = second.body["messages"][-2]
         self.assertEqual(assistant["content"][0]["type"], "thinking")
 
+    async def test_a_model_claude_code_does_not_know_is_relayed(self) -> None:
+        live = MessagesGateway(self)
+        live.fake.script.append(say("Relayed for glm"))
+        run = await runClaude(self, live.root, "hi", model="glm-4.6")
+        self.assertEqual(run.code, 0, run.why(rejections(live.fake)))
+        self.assertIn("Relayed for glm", run.out)
+        [sent] = live.fake.messages
+        self.assertEqual(sent.body["model"], "glm-4.6")
+        self.assertIn("system", [m["role"] for m in sent.body["messages"]])
+
     async def test_gateway_key_as_bearer_token(self) -> None:
         live = MessagesGateway(self, auth={"keys": [{"name": "cc", "key": "gw-claude-key"}]})
         live.fake.script.append(say("Authorized by bearer"))
@@ -762,3 +807,48 @@ class ClaudeCodeOntoMessagesTests(TestCase):
         self.assertNotEqual(run.code, 0, run.out)
         self.assertEqual(live.fake.messages, [])
         self.assertRegex(run.out + run.err, "(?i)api key|authenticat|401")
+
+
+class ClaudeConfigCommandTests(TestCase):
+    timeout = 120
+
+    async def test_the_environment_claude_config_prints_is_all_claude_code_needs(self) -> None:
+        import io
+
+        from codexgw.config import load
+        from codexgw.ops import cli
+        from codexgw.service import Gateway
+        from tests.integration.test_integration import serve
+
+        upstream = FakeChatUpstream()
+        upstreamPort = serve(self, upstream).getHost().port
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w") as f:
+            f.write(
+                "upstreams:\n"
+                f"  main: {{base_url: 'http://127.0.0.1:{upstreamPort}/v1', "
+                "retries: {max_attempts: 1}}\n"
+                "models:\n  - {match: qwen3-coder, upstream: main}\n"
+                "auth:\n  keys:\n    - {name: cc, key: gw-claude-secret}\n"
+                "store: {backend: none}\n"
+            )
+        gateway = Gateway(load(path, {}))
+        self.addCleanup(gateway.close)
+        base = f"http://127.0.0.1:{serve(self, gateway.resource).getHost().port}/v1"
+        out, err = io.StringIO(), io.StringIO()
+        args = cli.parser().parse_args(
+            ["claude-config", "--config", path, "--base-url", base, "--json"]
+        )
+        self.assertEqual(cli.claudeConfig(args, out, err), 0, err.getvalue())
+        printed = orjson.loads(out.getvalue())
+        keyRef = "${" + printed["env_key"] + "}"
+        env = {
+            k: v.replace(keyRef, "gw-claude-secret") if isinstance(v, str) else v
+            for k, v in printed["env"].items()
+        }
+        upstream.script.append(sse(textStream(["configured ", "by codexgw"])))
+        run = await runClaude(self, "", "hello", model=None, env=env)
+        self.assertEqual(run.code, 0, run.why(f"\nenv: {env}"))
+        self.assertEqual(run.out.strip(), "configured by codexgw")
+        [sent] = chats(upstream)
+        self.assertEqual(sent.body["model"], "qwen3-coder")
