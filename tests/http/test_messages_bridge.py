@@ -7,6 +7,7 @@ errors in the client's shape and keep-alives while the upstream is silent.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import orjson
@@ -18,6 +19,8 @@ from tests.dialects.helpers import run_fixture
 from tests.fakes import messages_upstream as anthropic
 from tests.fakes.chat_upstream import chatChunk, textStream
 from tests.harness import Harness, makeConfig
+
+FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures")
 
 MESSAGES = b"/v1/messages"
 CHAT = b"/v1/chat/completions"
@@ -485,3 +488,61 @@ class ChatClientOnMessagesTests(SynchronousTestCase):
         self.assertEqual(status, 429)
         self.assertEqual(headers[b"retry-after"], b"2")
         self.assertEqual(orjson.loads(raw)["error"]["type"], "rate_limit_error")
+
+
+def claudeCodeRequest() -> tuple[dict[bytes, bytes], dict[str, Any]]:
+    """Claude Code's recorded second request of a turn, with its headers."""
+    path = os.path.join(FIXTURES, "messages_streams", "claude-code-2.1-request.json")
+    with open(path, "rb") as f:
+        recorded = orjson.loads(f.read())
+    keep = ("anthropic-version", "anthropic-beta", "X-Claude-Code-Session-Id", "x-app")
+    headers = {k.lower().encode(): v.encode() for k, v in recorded["headers"].items() if k in keep}
+    return headers, recorded["body"]
+
+
+class ClaudeCodeRequestTests(SynchronousTestCase):
+    def test_onto_a_chat_upstream(self) -> None:
+        h = Harness(makeConfig())
+        headers, body = claudeCodeRequest()
+        client = h.connect()
+        client.post(MESSAGES + b"?beta=true", body, headers)
+        [sent] = h.sent
+        chat = orjson.loads(sent.body)
+        self.assertEqual(len(chat["tools"]), len(body["tools"]))
+        roles = [m["role"] for m in chat["messages"]]
+        self.assertEqual(roles[0], "system")
+        self.assertIn("tool", roles)
+        self.assertIsNone(sent.header(b"anthropic-beta"))
+        sent.respond(200, SSE, b"".join(textStream(["All", " done"])))
+        got = events(client.response()[2])
+        self.assertEqual(got[0][0], "message_start")
+        self.assertEqual(got[-1][0], "message_stop")
+
+    def test_onto_a_responses_upstream(self) -> None:
+        h = Harness(makeConfig(wire_api="responses"))
+        headers, body = claudeCodeRequest()
+        client = h.connect()
+        client.post(MESSAGES + b"?beta=true", body, headers)
+        [sent] = h.sent
+        hub = orjson.loads(sent.body)
+        kinds = [i.get("type") for i in hub["input"]]
+        self.assertIn("function_call", kinds)
+        self.assertIn("function_call_output", kinds)
+        sent.respond(200, SSE, encodeEvents(run_fixture("openai_text")))
+        got = events(client.response()[2])
+        self.assertEqual(got[-1][0], "message_stop")
+
+    def test_onto_a_messages_upstream_it_is_relayed_as_it_came(self) -> None:
+        h = messagesUpstream()
+        headers, body = claudeCodeRequest()
+        raw = orjson.dumps(body)
+        client = h.connect()
+        client.send(
+            b"POST",
+            MESSAGES + b"?beta=true",
+            raw,
+            {**headers, b"content-type": b"application/json"},
+        )
+        [sent] = h.sent
+        self.assertEqual(sent.body, raw)
+        self.assertEqual(sent.header(b"anthropic-beta"), headers[b"anthropic-beta"])
