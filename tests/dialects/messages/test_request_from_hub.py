@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from codexgw.dialects.chat.dialect import ChatDialect
@@ -449,3 +451,62 @@ class ThinkingHistoryTests(SynchronousTestCase):
                 }
             ],
         )
+
+
+_TEXT = st.text(min_size=0, max_size=6)
+
+
+@st.composite
+def codex_inputs(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Responses inputs as agents send them: turns, tool loops, reasoning, stray system text."""
+    items: list[dict[str, Any]] = []
+    serial = 0
+    for _ in range(draw(st.integers(min_value=1, max_value=4))):
+        for _ in range(draw(st.integers(min_value=0, max_value=2))):
+            role = draw(st.sampled_from(["user", "developer"]))
+            items.append(
+                msg(role, draw(_TEXT))
+                if role == "user"
+                else {"type": "message", "role": role, "content": draw(_TEXT)}
+            )
+        for _ in range(draw(st.integers(min_value=0, max_value=3))):
+            if draw(st.booleans()):
+                block = {"type": "thinking", "thinking": draw(_TEXT), "signature": "S"}
+                items.append(
+                    {"type": "reasoning", "summary": [], "encrypted_content": seal_block(block)}
+                )
+            if draw(st.booleans()):
+                items.append(msg("assistant", draw(_TEXT)))
+            ids = []
+            for _ in range(draw(st.integers(min_value=0, max_value=3))):
+                serial += 1
+                ids.append(f"call_{serial}")
+                items.append(call(ids[-1]))
+            for call_id in draw(st.permutations(ids)):
+                items.append(output(call_id, draw(_TEXT)))
+    items.append(msg("user", "last"))
+    return items
+
+
+class InputPropertyTests(SynchronousTestCase):
+    @settings(max_examples=80, deadline=None)
+    @given(items=codex_inputs(), effort=st.sampled_from([None, "low", "high"]))
+    def test_any_agent_input_becomes_a_request_the_messages_api_accepts(
+        self, items: list[dict[str, Any]], effort: str | None
+    ) -> None:
+        b = body(input=items, tools=[TOOL])
+        if effort:
+            b["reasoning"] = {"effort": effort}
+        out = translate(b)
+        well_formed(self, out)
+        texts = [i for i in items if i.get("role") == "user" and i["content"][0]["text"].strip()]
+        sent = [
+            blk["text"] for m in out["messages"] for blk in m["content"] if blk["type"] == "text"
+        ]
+        for item in texts:
+            self.assertIn(item["content"][0]["text"], sent)
+        ids = [i["call_id"] for i in items if i["type"] == "function_call"]
+        uses = [
+            blk["id"] for m in out["messages"] for blk in m["content"] if blk["type"] == "tool_use"
+        ]
+        self.assertEqual(uses, ids)
