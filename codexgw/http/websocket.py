@@ -50,6 +50,7 @@ from twisted.web.websocket import WebSocketResource, WebSocketTransport
 
 from codexgw.dialects.responses.continuation import (
     ConnectionCache,
+    Turn,
     continuable,
     continued,
     createBody,
@@ -57,18 +58,26 @@ from codexgw.dialects.responses.continuation import (
     warmupEvents,
     warmupResponse,
 )
-from codexgw.errors import GatewayError, InvalidRequest, ShuttingDown, errorObject
+from codexgw.errors import (
+    GatewayError,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    ShuttingDown,
+    errorObject,
+)
 from codexgw.http.exchange import Exchange, Proxy
 from codexgw.obs.metrics import GatewayMetrics
 from codexgw.obs.redaction import Redactor
-from codexgw.state.conversation import notFound
+from codexgw.state.conversation import history, notFound
+from codexgw.state.store import IResponseStore
 
 log = Logger()
 
 ROUTE = "/v1/responses"
 
 # Close codes (RFC 6455 7.4.1).
-NORMAL, GOING_AWAY, POLICY = 1000, 1001, 1008
+NORMAL, GOING_AWAY, TOO_BIG = 1000, 1001, 1009
 
 # Frames a client may queue behind the turn in flight.
 MAX_QUEUED = 8
@@ -116,8 +125,13 @@ def errorEvent(status: int, error: dict[str, Any], headers: Headers | None = Non
     return orjson.dumps(event)
 
 
+def _error(message: str, type: str, code: str | None = None, param: str | None = None) -> Any:
+    """OpenAI's error object itself (what C{errorObject} wraps in C{error})."""
+    return errorObject(message, type, code, param)["error"]
+
+
 def gatewayErrorEvent(error: GatewayError) -> bytes:
-    return errorEvent(error.status, errorObject(error.message, error.type, error.code, error.param))
+    return errorEvent(error.status, _error(error.message, error.type, error.code, error.param))
 
 
 class _Channel:
@@ -247,7 +261,13 @@ class TurnRequest:
                 parsed = orjson.loads(payload)
                 kind = str(parsed.get("type", "")).encode()
             except (orjson.JSONDecodeError, AttributeError):
-                kind = b"other"
+                parsed, kind = None, b"other"
+            if not kind and isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+                # A relay's own word that the stream broke (OpenAI's error
+                # object in a data line): on a socket, an error event.
+                self.sentError = True
+                self._socket.sendFrame(errorEvent(502, parsed["error"]), "error")
+                return
         if kind in _TERMINAL:
             try:
                 response = orjson.loads(payload).get("response")
@@ -285,7 +305,7 @@ class TurnRequest:
             pass
         if not isinstance(error, dict):
             text = body.decode("utf-8", "replace").strip()[:500]
-            error = errorObject(text or f"upstream answered {self.code}", "upstream_error")
+            error = _error(text or f"upstream answered {self.code}", "upstream_error")
         self.sentError = True
         self._socket.sendFrame(errorEvent(self.code, error, self.responseHeaders), "error")
 
@@ -441,6 +461,17 @@ class ResponsesSocket:
         if self._running is None:
             self._next()
 
+    def tooLarge(self) -> None:
+        """A message past the frame limit, still arriving: refused, and closed (1009)."""
+        if self.closed:
+            return
+        self.endpoint.metrics.count_frame("in", "invalid")
+        self._refuse(PayloadTooLarge(f"a frame may be at most {self.settings.maxFrame} bytes"))
+        self.closed = True
+        self._queue.clear()
+        self._cancelTimers()
+        self.ws.loseConnection(TOO_BIG)
+
     def connectionLost(self, reason: Failure) -> None:
         if self.closed and self.ex.finished:
             return
@@ -519,6 +550,8 @@ class ResponsesSocket:
             kept = None
             if isinstance(previous, str) and previous:
                 kept = self.cache.get(previous)
+                if kept is None:
+                    kept = await self._stored(previous)
                 if kept is not None:
                     body = continued(body, kept)
             if generate is False:
@@ -547,7 +580,7 @@ class ResponsesSocket:
             self.sendFrame(
                 errorEvent(
                     502,
-                    errorObject(
+                    _error(
                         "the upstream's stream broke before the response was complete; "
                         "retry the turn",
                         "upstream_error",
@@ -568,6 +601,22 @@ class ResponsesSocket:
             output = response.get("output")
             if isinstance(rid, str) and isinstance(output, list):
                 self.cache.keep(rid, sent, output, len(raw) + turn.terminalSize)
+
+    async def _stored(self, rid: str) -> Turn | None:
+        """
+        A turn of another connection (or replica) that the store keeps: its
+        history read once, so that this socket's continuations of it are
+        kept like its own. L{None} when the store has no such turn for this
+        key: the route then decides (a Responses upstream may hold it).
+        """
+        store = self.endpoint.store
+        if store is None:
+            return None
+        try:
+            past = await history(store, rid, self.ex.key)
+        except NotFound:
+            return None
+        return Turn(rid, past, 0)
 
     async def _warmup(self, body: dict[str, Any]) -> None:
         """
@@ -607,7 +656,7 @@ class ResponsesSocket:
         limit = f"{minutes:g} minutes" if minutes >= 1 else f"{self.settings.maxAge:g} seconds"
         final = errorEvent(
             400,
-            errorObject(
+            _error(
                 f"Responses websocket connection limit reached ({limit}). Create a new "
                 "websocket connection to continue.",
                 "invalid_request_error",
@@ -644,6 +693,8 @@ class WebSocketEndpoint:
     @param serve: serves one turn as C{POST /v1/responses} would.
     @param authenticate: the gateway key of an upgrade request (raises
         L{codexgw.errors.Unauthorized}).
+    @param store: the response store, whose turns a socket may continue
+        (read once, then kept like the socket's own); L{None} without one.
     @param authorize: refuses a body whose model the upgrade's key may not
         use (raises L{codexgw.errors.Forbidden}).
     """
@@ -660,6 +711,7 @@ class WebSocketEndpoint:
         clock: IReactorTime,
         settings: SocketSettings,
         enabled: bool = True,
+        store: IResponseStore | None = None,
     ) -> None:
         self.proxy = exchanges
         self._authenticate = authenticate
@@ -670,6 +722,7 @@ class WebSocketEndpoint:
         self.clock = clock
         self.settings = settings
         self.enabled = enabled
+        self.store = store
         self.sockets: set[ResponsesSocket] = set()
 
     def upgrade(self, request: Request) -> bytes | Resource:
@@ -764,6 +817,24 @@ class _Upgrade(WebSocketResource):
         if transport is not None:
             # Twisted may have paused reading while the request was handled.
             transport.resumeProducing()
+        # wsproto reassembles a fragmented message whole before it is
+        # delivered: the part held so far is bounded here, read by read.
+        wire = getattr(channel.dataReceived, "__self__", None)
+        buffers = [getattr(wire, "_textBuffer", None), getattr(wire, "_bytesBuffer", None)]
+        held = [b for b in buffers if b is not None]
+        if held:
+            received = channel.dataReceived
+            limit = self._socket.settings.maxFrame
+            socket = self._socket
+
+            def dataReceived(data: bytes) -> None:
+                received(data)
+                if any(len(b.data) > limit for b in held):
+                    for b in held:
+                        b.done()
+                    socket.tooLarge()
+
+            channel.dataReceived = dataReceived
         socketLost = channel.connectionLost
         channelLost = type(channel).connectionLost
 

@@ -228,6 +228,22 @@ class FrameErrorTests(SynchronousTestCase):
         self.assertEqual(c.pump()[-1]["type"], "response.completed")
         return error
 
+    def test_a_frame_over_the_body_limit_is_refused_and_closes_1009(self) -> None:
+        h = Harness(makeConfig({"server": {"max_body_bytes": 2048}}))
+        c = SocketClient(h)
+        # Sent in fragments, as a client streaming a huge frame would: the
+        # gateway must not hold it all before deciding.
+        c.conn.channel.dataReceived(
+            c.ws.send(TextMessage('{"type": "response.create", "input": "', message_finished=False))
+        )
+        for _ in range(3):
+            c.conn.channel.dataReceived(c.ws.send(TextMessage("x" * 1000, message_finished=False)))
+        [error] = c.pump()
+        self.assertEqual(error["status"], 413)
+        assert c.closed is not None
+        self.assertEqual(c.closed.code, 1009)
+        self.assertEqual(h.sent, [])
+
     def test_a_frame_that_is_not_json(self) -> None:
         h = Harness()
         c = SocketClient(h)

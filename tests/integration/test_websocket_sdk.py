@@ -315,12 +315,6 @@ class StoredContinuationTests(TestCase):
         messages = chats(live)[-1].body["messages"]
         self.assertEqual([text(m) for m in messages], ["first", "one", "second", "two", "third"])
 
-    test_a_turn_continuing_a_stored_response_can_itself_be_continued.todo = (  # type: ignore[attr-defined]
-        "GATEWAY BUG (websocket.ResponsesSocket._serve): a turn whose previous_response_id "
-        "came from the store is not kept in the connection cache (sent is None), so with "
-        "store: false the next turn continuing from it is previous_response_not_found"
-    )
-
 
 def keyedGateway(test: TestCase, live: LiveGateway) -> str:
     """A second gateway onto C{live}'s upstream, with a key: its base URL."""
