@@ -335,7 +335,7 @@ class ResponsesToMessages:
     def _item_done(self, item: dict[str, Any], out: list[Event]) -> None:
         kind = item.get("type")
         block = self._open
-        mine = block is not None and block.item_id == item.get("id")
+        mine = block is not None and block.item_id is not None and block.item_id == item.get("id")
         if kind == "function_call" and mine and block is not None:
             if not block.streamed and item.get("arguments"):
                 self._json(str(item["arguments"]), block, out)
