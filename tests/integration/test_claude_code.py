@@ -791,6 +791,16 @@ class ClaudeCodeOntoMessagesTests(TestCase):
         self.assertEqual(sent.body["model"], "glm-4.6")
         self.assertIn("system", [m["role"] for m in sent.body["messages"]])
 
+    async def test_an_overloaded_upstream_is_retried_by_the_gateway(self) -> None:
+        live = MessagesGateway(
+            self, upstreamExtra={"retries": {"max_attempts": 3, "backoff_base": 0.05}}
+        )
+        live.fake.script += [Fail("overloaded_error", "Overloaded")] * 2 + [say("Third time")]
+        run = await runClaude(self, live.root, "hi")
+        self.assertEqual(run.code, 0, run.why(rejections(live.fake)))
+        self.assertIn("Third time", run.out)
+        self.assertEqual(len(live.fake.messages), 3)
+
     async def test_gateway_key_as_bearer_token(self) -> None:
         live = MessagesGateway(self, auth={"keys": [{"name": "cc", "key": "gw-claude-key"}]})
         live.fake.script.append(say("Authorized by bearer"))

@@ -721,6 +721,22 @@ class CodexOntoMessagesTests(TestCase):
         self.assertEqual(last["content"][0]["type"], "tool_result")
         self.assertIn(marker, orjson.dumps(last["content"][0]).decode())
 
+    async def test_a_rate_limit_is_waited_out(self) -> None:
+        live = MessagesGateway(self)
+        live.fake.script += [
+            Fail(
+                "rate_limit_error",
+                "Number of requests has exceeded your rate limit",
+                retry_after="1",
+            ),
+            say("after the limit"),
+        ]
+        # Codex counts a 429's retry against stream_max_retries.
+        code, message, out, err = await runCodex(self, live.base, "hi", retries=(1, 1))
+        self.assertEqual(code, 0, f"codex failed:\nstdout:{out[-2000:]}\nstderr:{err[-3000:]}")
+        self.assertIn("after the limit", message)
+        self.assertEqual(len(live.fake.messages), 2)
+
     async def test_shell_tool_round_trip_with_thinking(self) -> None:
         # A route with Codex metadata that reasons: Codex sends an effort,
         # the gateway turns thinking on, and the thinking block must ride
