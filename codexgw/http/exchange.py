@@ -318,11 +318,20 @@ class Proxy:
             )
 
     def passThrough(
-        self, ex: Exchange, upstream: Upstream, response: Any, stream: bool
+        self,
+        ex: Exchange,
+        upstream: Upstream,
+        response: Any,
+        stream: bool,
+        failureEvent: Callable[[str, str], bytes] | None = None,
     ) -> Deferred[None]:
         """
         Relay an upstream response unchanged: status, the headers a client
         needs, and the body as it arrives.
+
+        @param failureEvent: the SSE bytes that end a stream broken after
+            its start (given the outcome's code and message), when the
+            client's dialect is not OpenAI's.
         """
         request = ex.request
         self.answered(ex)
@@ -347,6 +356,7 @@ class Proxy:
                 onDone,
                 sse=sse,
                 maxLine=self.maxLine,
+                failureEvent=failureEvent,
                 heartbeat=self.heartbeat if sse else None,
                 idleTimeout=timeouts.idle,
                 totalTimeout=self.remaining(ex, timeouts.total),

@@ -25,11 +25,16 @@ import orjson
 from twisted.logger import Logger
 from twisted.web.iweb import IResponse
 
-from codexgw.dialects.messages.errors import estimate_tokens, messages_error_body
+from codexgw.dialects.messages.errors import (
+    estimate_tokens,
+    messages_error_body,
+    stream_error_event,
+)
 from codexgw.errors import GatewayError, InvalidRequest
 from codexgw.http.bridge import withDefaults
 from codexgw.http.dispatch import Call, Dispatcher
 from codexgw.http.exchange import Proxy
+from codexgw.stream.adapters import encodeEvents
 from codexgw.upstream.bodies import readCapped
 from codexgw.upstream.client import Upstream
 from codexgw.upstream.profiles import ANTHROPIC_VERSION
@@ -67,6 +72,11 @@ def anthropicError(error: GatewayError) -> tuple[int, bytes]:
 DEFAULTS = {b"anthropic-version": ANTHROPIC_VERSION.encode()}
 """What a Messages upstream is sent when neither the client nor the
 upstream's profile or config says it."""
+
+
+def streamFailure(code: str, message: str) -> bytes:
+    """The C{event: error} that ends a relayed Messages stream broken after its start."""
+    return encodeEvents([stream_error_event(code, message)])
 
 
 def upstreamHeaders(proxy: Proxy, call: Call) -> dict[bytes, list[bytes]]:
@@ -149,7 +159,8 @@ class MessagesRoute:
     async def relay(self, call: Call, path: str) -> None:
         """Pass the request through untouched but for the model's name."""
         upstream, response = await self.send(call, path)
-        await self.proxy.passThrough(call.ex, upstream, response, call.body.get("stream") is True)
+        stream = call.body.get("stream") is True
+        await self.proxy.passThrough(call.ex, upstream, response, stream, streamFailure)
 
     async def send(self, call: Call, path: str) -> tuple[Upstream, IResponse]:
         """The request to the first candidate that answers, as it came."""
@@ -179,5 +190,6 @@ __all__ = [
     "MESSAGES_PATH",
     "MessagesRoute",
     "anthropicError",
+    "streamFailure",
     "upstreamHeaders",
 ]

@@ -230,7 +230,8 @@ class PassThroughRelay(_Relay):
     For SSE bodies (C{sse=True}) it also watches, cheaply, where lines end:
     to insert keep-alive comments only between lines, to enforce the line
     length cap without decoding, and to close a broken stream with an error
-    event a Chat client understands.
+    event a Chat client understands (or, given C{failureEvent}, the one the
+    client's dialect has: Anthropic's C{event: error}).
     """
 
     def __init__(
@@ -241,10 +242,12 @@ class PassThroughRelay(_Relay):
         *,
         sse: bool,
         maxLine: int = 4 * 1024 * 1024,
+        failureEvent: Callable[[str, str], bytes] | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(request, clock, onDone, **kw)
         self._sse = sse
+        self._failureEvent = failureEvent
         self._maxLine = maxLine
         # The unfinished last line of an SSE body, held until its end comes:
         # a line is forwarded whole or not at all, so a stream that fails
@@ -331,6 +334,9 @@ class PassThroughRelay(_Relay):
         sep = b"" if self._tail().endswith((b"\n\n", b"\r\r", b"\r\n\r\n")) else b"\n\n"
         # The code is the outcome's own word: what Chat clients of a relayed
         # stream have always been told.
+        if self._failureEvent is not None:
+            self.write(sep + self._failureEvent(outcome.value, message))
+            return False
         error = errorObject(message, "upstream_error", code=outcome.value)
         self.write(sep + b"data: " + orjson.dumps(error) + b"\n\n")
         return False

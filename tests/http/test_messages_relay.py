@@ -71,6 +71,26 @@ class RelayTests(SynchronousTestCase):
         self.assertEqual(headers[b"content-type"], b"text/event-stream")
         self.assertEqual(body, b"".join(events))
 
+    def test_a_relayed_stream_that_goes_silent_ends_in_an_anthropic_error_event(self) -> None:
+        h = messagesHarness(timeouts={"idle": 30})
+        client = h.connect()
+        client.post(MESSAGES, anthropic.request(stream=True), CLAUDE)
+        response = h.sent[0].respond(200, anthropic.SSE)
+        events = anthropic.textEvents(["Hel", "lo"])
+        for e in events[:4]:
+            response.send(e)
+        h.reactor.advance(31)
+        raw = client.response()[2]
+        self.assertTrue(raw.startswith(b"".join(events[:4])))
+        tail = raw[len(b"".join(events[:4])) :].split(b"\n\n")
+        last = next(t for t in reversed(tail) if t.startswith(b"event: "))
+        name, _, data = last.partition(b"\ndata: ")
+        self.assertEqual(name, b"event: error")
+        error = orjson.loads(data)
+        self.assertEqual(error["type"], "error")
+        self.assertEqual(error["error"]["type"], "api_error")
+        self.assertNotIn(b'data: {"error"', raw)
+
     def test_anthropic_version_defaults_when_the_client_names_none(self) -> None:
         client = self.h.connect()
         client.post(MESSAGES, anthropic.request(), {b"x-api-key": GATEWAY_KEY.encode()})

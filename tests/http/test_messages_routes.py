@@ -139,6 +139,19 @@ class ErrorShapeTests(SynchronousTestCase):
         self.assertIn(b"retry-after", headers)
         self.assertEqual(anthropicError(body)["type"], "rate_limit_error")
 
+    def test_an_unknown_messages_path_and_a_wrong_method_are_in_anthropics_shape(self) -> None:
+        client = self.h.connect()
+        client.post(MESSAGES + b"/batches", anthropic.request())
+        status, _, body = client.response()
+        self.assertEqual(status, 404)
+        self.assertEqual(anthropicError(body)["type"], "not_found_error")
+        client = self.h.connect()
+        client.send(b"GET", MESSAGES)
+        status, headers, body = client.response()
+        self.assertEqual(status, 405)
+        self.assertEqual(headers[b"allow"], b"POST")
+        self.assertEqual(anthropicError(body)["type"], "invalid_request_error")
+
     def test_other_routes_keep_openais_shape(self) -> None:
         client = self.h.connect()
         client.send(
