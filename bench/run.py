@@ -518,10 +518,12 @@ async def floorLoad(
         asyncio.gather(*[worker() for _ in range(concurrency)]), timeout=seconds + 30
     )
     elapsed = time.perf_counter() - started
+    cpu = cpuSeconds(pid) - cpu
     return {
         "rps": count / elapsed,
         "ttfb_p50_ms": pct(ttfb, 50) * 1000,
-        "server_cpu": (cpuSeconds(pid) - cpu) / elapsed,
+        "server_cpu": cpu / elapsed,
+        "cpu_us": cpu / count * 1e6 if count else float("nan"),
         "errors": errors,
         "requests": count,
     }
@@ -553,7 +555,7 @@ async def floorRounds(
         out[name] = {
             kind: {
                 key: statistics.median(r[key] for r in results)
-                for key in ("rps", "ttfb_p50_ms", "server_cpu")
+                for key in ("rps", "ttfb_p50_ms", "server_cpu", "cpu_us")
             }
             | {"errors": sum(r["errors"] for r in results)}
             for kind, results in kinds.items()
@@ -598,6 +600,19 @@ def floorReport(res: dict[str, Any]) -> str:
         f"bare {b['nonstream']['server_cpu']:.2f}; streams gw {g['stream200']['server_cpu']:.2f} "
         f"bare {b['stream200']['server_cpu']:.2f}",
     ]
+    lines.append(
+        f"  server CPU per answer, us (steadier than req/s when other load shares the cores): "
+        f"non-streamed gw {g['nonstream']['cpu_us']:.0f} bare {b['nonstream']['cpu_us']:.0f} "
+        f"(bare/gw {b['nonstream']['cpu_us'] / g['nonstream']['cpu_us']:.2f}); streams gw "
+        f"{g['stream200']['cpu_us']:.0f} bare {b['stream200']['cpu_us']:.0f} "
+        f"(bare/gw {b['stream200']['cpu_us'] / g['stream200']['cpu_us']:.2f})"
+    )
+    starved = min(x[k]["server_cpu"] for x in (g, b) for k in ("nonstream", "stream200"))
+    if starved < 0.9:
+        lines.append(
+            f"  WARNING: a server under load used {starved:.2f} of its core: something else ran "
+            "on core 0 or 1, so these ratios say little; rerun on a quiet machine"
+        )
     for key in ("checks", "loadavg"):
         if key in res:
             lines.append(f"  {key}: {res[key]}")
