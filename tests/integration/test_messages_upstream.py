@@ -199,8 +199,12 @@ class FakeAnthropicTests(TestCase):
             ({"model": MODEL, "max_tokens": 9, "messages": [user], "store": False}, "Extra inputs"),
             ({"model": MODEL, "max_tokens": 9, "messages": [user, user]}, "roles must alternate"),
             (
-                {"model": MODEL, "max_tokens": 9, "messages": [{"role": "system", "content": "x"}]},
-                "Input should be 'user' or 'assistant'",
+                {
+                    "model": MODEL,
+                    "max_tokens": 9,
+                    "messages": [user, {"role": "tool", "content": "x"}],
+                },
+                "Input should be 'user', 'assistant' or 'system'",
             ),
             (
                 {
