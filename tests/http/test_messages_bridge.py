@@ -216,6 +216,21 @@ class MessagesClientOnChatTests(SynchronousTestCase):
         self.assertEqual([n for n, _ in got].count("message_start"), 1)
         self.assertEqual(got[-1][0], "message_stop")
 
+    def test_a_whole_answer_whose_upstream_breaks_is_a_502_api_error(self) -> None:
+        from twisted.internet.error import ConnectionLost
+        from twisted.python.failure import Failure
+
+        client = self.h.connect()
+        client.post(MESSAGES, anthropic.request())
+        response = self.h.sent[0].respond(200, SSE)
+        response.send(textStream(["half"])[1])
+        response.end(Failure(ConnectionLost()))
+        status, _, raw = client.response()
+        self.assertEqual(status, 502)
+        error = orjson.loads(raw)
+        self.assertEqual(error["type"], "error")
+        self.assertEqual(error["error"]["type"], "api_error")
+
     def test_a_stream_that_breaks_ends_in_an_error_event(self) -> None:
         client = self.h.connect()
         client.post(MESSAGES, anthropic.request(stream=True))
@@ -357,6 +372,47 @@ class ResponsesClientOnMessagesTests(SynchronousTestCase):
         self.assertEqual(call["name"], "exec_command")
         self.assertEqual(orjson.loads(call["arguments"]), {"cmd": "ls"})
         self.assertEqual(call["call_id"], "toolu_01A")
+
+    def test_the_tool_output_goes_back_as_a_tool_result(self) -> None:
+        client = self.h.connect()
+        tools = [
+            {
+                "type": "function",
+                "name": "exec_command",
+                "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}},
+            }
+        ]
+        client.post(
+            RESPONSES,
+            {
+                "model": "claude-sonnet-4-5",
+                "store": False,
+                "tools": tools,
+                "input": [
+                    {"role": "user", "content": "ls"},
+                    {
+                        "type": "function_call",
+                        "call_id": "toolu_01A",
+                        "name": "exec_command",
+                        "arguments": '{"cmd": "ls"}',
+                    },
+                    {"type": "function_call_output", "call_id": "toolu_01A", "output": "a.txt"},
+                ],
+            },
+        )
+        messages = orjson.loads(self.h.sent[0].body)["messages"]
+        self.assertEqual([m["role"] for m in messages], ["user", "assistant", "user"])
+        [use] = [b for b in messages[1]["content"] if b["type"] == "tool_use"]
+        self.assertEqual(
+            (use["id"], use["name"], use["input"]), ("toolu_01A", "exec_command", {"cmd": "ls"})
+        )
+        result = messages[2]["content"][0]
+        self.assertEqual((result["type"], result["tool_use_id"]), ("tool_result", "toolu_01A"))
+        self.assertIn("a.txt", orjson.dumps(result["content"]).decode())
+        self.h.sent[0].respond(
+            200, anthropic.SSE, anthropic.stream(anthropic.textEvents(["a.txt"]))
+        )
+        self.assertEqual(orjson.loads(client.response()[2])["status"], "completed")
 
     def test_a_profile_default_max_tokens_is_used(self) -> None:
         h = Harness(
