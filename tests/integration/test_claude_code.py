@@ -479,6 +479,43 @@ class ClaudeCodeOntoChatTests(TestCase):
         self.assertEqual(sent.body["model"], "qwen3-coder")
         self.assertIn("Available agent types", orjson.dumps(sent.body["messages"]).decode())
 
+    async def test_usage_claude_code_reports_is_the_upstreams(self) -> None:
+        live = LiveGateway(self)
+        usage = {
+            "prompt_tokens": 1000,
+            "completion_tokens": 3,
+            "total_tokens": 1003,
+            "prompt_tokens_details": {"cached_tokens": 600},
+        }
+        live.upstream.script.append(
+            sse(
+                [
+                    *textStream(["counted", " answer"], usage=False)[:-1],
+                    chatChunk({}, None, choices=[], usage=usage),
+                    b"data: [DONE]\n\n",
+                ]
+            )
+        )
+        run = await runClaude(
+            self,
+            live.base.removesuffix("/v1"),
+            "say it",
+            extraArgs=["--output-format", "stream-json", "--verbose"],
+        )
+        self.assertEqual(run.code, 0, run.why())
+        result = [orjson.loads(line) for line in run.out.splitlines() if line.startswith("{")][-1]
+        self.assertEqual(result.get("result"), "counted answer")
+        reported = result["usage"]
+        self.assertEqual(
+            (
+                reported["input_tokens"],
+                reported["cache_read_input_tokens"],
+                reported["output_tokens"],
+            ),
+            (400, 600, 3),
+            reported,
+        )
+
     async def test_bash_round_trip_writes_a_file(self) -> None:
         live = LiveGateway(self)
         marker = "chat5821"

@@ -636,6 +636,56 @@ class OpenAISDKOntoMessagesTests(TestCase):
         self.assertEqual(types[-1], "response.failed", types)
         self.assertTrue(events[-1].response.error.message)
 
+    async def test_an_image_reaches_claude_as_a_base64_block(self) -> None:
+        live = MessagesGateway(self)
+        live.fake.script.append(say("A single pixel."))
+        client = self.client(live)
+        pixel = (
+            "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGA"
+            "hKmMIQAAAABJRU5ErkJggg=="
+        )
+        response = await deferToThread(
+            client.responses.create,
+            model=MODEL,
+            input=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "input_text", "text": "What is this?"},
+                        {"type": "input_image", "image_url": "data:image/png;base64," + pixel},
+                    ],
+                }
+            ],
+        )
+        self.assertEqual(response.output_text, "A single pixel.", rejections(live.fake))
+        blocks = live.fake.messages[0].body["messages"][0]["content"]
+        [image] = [b for b in blocks if b["type"] == "image"]
+        self.assertEqual(
+            image["source"], {"type": "base64", "media_type": "image/png", "data": pixel}
+        )
+
+    async def test_forced_tool_use_goes_without_thinking(self) -> None:
+        # Anthropic refuses a forced tool choice with thinking on: the
+        # forced choice wins.
+        live = MessagesGateway(self)
+        live.fake.script.append(call("get_weather", {"city": "Bern"}))
+        client = self.client(live)
+        response = await deferToThread(
+            client.responses.create,
+            model=MODEL,
+            input="Bern?",
+            tools=[WEATHER],
+            tool_choice="required",
+            parallel_tool_calls=False,
+            reasoning={"effort": "low"},
+        )
+        self.assertEqual(
+            [i.type for i in response.output], ["function_call"], rejections(live.fake)
+        )
+        sent = live.fake.messages[0].body
+        self.assertEqual(sent["tool_choice"], {"type": "any", "disable_parallel_tool_use": True})
+        self.assertNotEqual((sent.get("thinking") or {}).get("type"), "enabled")
+
     async def test_upstream_errors_reach_the_sdk_as_its_exceptions(self) -> None:
         from openai import BadRequestError, RateLimitError
 
