@@ -195,3 +195,31 @@ class CountTokensEstimateTests(SynchronousTestCase):
         status, _, got = client.response()
         self.assertEqual(status, 400)
         self.assertEqual(anthropicError(got)["type"], "invalid_request_error")
+
+
+class CancellationTests(SynchronousTestCase):
+    def test_a_client_leaving_before_the_answer_aborts_the_attempt_only(self) -> None:
+        h = Harness(
+            makeConfig(wire_api="messages", provider="anthropic", retries={"max_attempts": 3})
+        )
+        client = h.connect()
+        client.post(MESSAGES, anthropic.request(stream=True))
+        client.disconnect()
+        h.reactor.advance(30)
+        self.assertEqual(len(h.sent), 1)
+        self.assertTrue(h.sent[0].cancelled)
+        self.assertEqual(h.metric("codexgw_cancellations_total", route="/v1/messages"), 1.0)
+
+    def test_a_client_leaving_mid_stream_stops_the_upstream(self) -> None:
+        for wire in ("messages", "chat", "responses"):
+            h = Harness(
+                makeConfig(wire_api=wire, provider="anthropic" if wire == "messages" else "openai")
+            )
+            client = h.connect()
+            client.post(MESSAGES, anthropic.request(stream=True))
+            response = h.sent[0].respond(200, anthropic.SSE)
+            client.disconnect()
+            self.assertEqual(response.transport.producerState, "stopped", wire)
+            self.assertEqual(
+                h.metric("codexgw_cancellations_total", route="/v1/messages"), 1.0, wire
+            )
