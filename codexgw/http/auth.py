@@ -57,7 +57,8 @@ class Authenticator:
         presented = presentedKey(request)
         if presented is None:
             raise Unauthorized(
-                "missing API key: send it as 'Authorization: Bearer <key>'",
+                "missing API key: send it as 'Authorization: Bearer <key>' "
+                "(or 'x-api-key: <key>', as Anthropic's clients do)",
                 headers={b"www-authenticate": b'Bearer realm="codexgw"'},
             )
         wanted = digest(presented)
