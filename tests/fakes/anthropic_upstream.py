@@ -409,9 +409,18 @@ def checkMessages(body: dict[str, Any], verify: Callable[[dict[str, Any]], bool]
                     )
             if [j for j, _ in results] != list(range(len(results))):
                 raise Refused(
-                    f"messages.{i}: `tool_result` blocks must come first in the content of a "
-                    "user message, before any other content"
+                    f"messages.{i}: Did not find {len(results)} `tool_result` block(s) at the "
+                    "beginning of this message. Messages following `tool_use` blocks must "
+                    "begin with a matching number of `tool_result` blocks."
                 )
+    if not body.get("tools") and any(
+        b["type"] in ("tool_use", "tool_result") for m in messages for b in _blocks(m)
+    ):
+        # A replayed tool loop needs its tools declared, even on a turn
+        # that must not call them (a compaction, a summary).
+        raise Refused(
+            "Requests which include `tool_use` or `tool_result` blocks must define tools."
+        )
     # Thinking blocks sent back must be this server's, unchanged.
     for i, message in enumerate(messages):
         for j, block in enumerate(_blocks(message)):

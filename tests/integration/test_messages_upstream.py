@@ -251,7 +251,7 @@ class FakeAnthropicTests(TestCase):
                         {"role": "user", "content": [{"type": "text", "text": "x"}, result]},
                     ],
                 },
-                "must come first",
+                "at the beginning of this message",
             ),
             (
                 {
@@ -270,6 +270,18 @@ class FakeAnthropicTests(TestCase):
                     "thinking": {"type": "enabled", "budget_tokens": 100},
                 },
                 "greater than or equal to 1024",
+            ),
+            (
+                {
+                    "model": MODEL,
+                    "max_tokens": 9,
+                    "messages": [
+                        user,
+                        {"role": "assistant", "content": [use]},
+                        {"role": "user", "content": [result]},
+                    ],
+                },
+                "must define tools",
             ),
             (
                 {"model": MODEL, "max_tokens": 2048, "messages": [user], "thinking": thinking},
@@ -685,6 +697,31 @@ class OpenAISDKOntoMessagesTests(TestCase):
         sent = live.fake.messages[0].body
         self.assertEqual(sent["tool_choice"], {"type": "any", "disable_parallel_tool_use": True})
         self.assertNotEqual((sent.get("thinking") or {}).get("type"), "enabled")
+
+    async def test_a_tool_loop_replayed_without_tools(self) -> None:
+        # What a summary or compaction turn sends: the history of a tool
+        # loop, and no tools this time. Anthropic refuses tool blocks
+        # without tools declared.
+        live = MessagesGateway(self)
+        live.fake.script.append(say("Summary: it was sunny."))
+        client = self.client(live)
+        response = await deferToThread(
+            client.responses.create,
+            model=MODEL,
+            input=[
+                {"role": "user", "content": "weather in Paris?"},
+                {
+                    "type": "function_call",
+                    "call_id": "call_p1",
+                    "name": "get_weather",
+                    "arguments": '{"city": "Paris"}',
+                },
+                {"type": "function_call_output", "call_id": "call_p1", "output": "sunny"},
+                {"role": "user", "content": "Summarize the conversation."},
+            ],
+        )
+        self.assertEqual(response.output_text, "Summary: it was sunny.", rejections(live.fake))
+        self.assertIn("sunny", orjson.dumps(live.fake.messages[0].body["messages"]).decode())
 
     async def test_upstream_errors_reach_the_sdk_as_its_exceptions(self) -> None:
         from openai import BadRequestError, RateLimitError
