@@ -324,6 +324,7 @@ class Proxy:
         response: Any,
         stream: bool,
         failureEvent: Callable[[str, str], bytes] | None = None,
+        usageAtStart: bool = False,
     ) -> Deferred[None]:
         """
         Relay an upstream response unchanged: status, the headers a client
@@ -332,6 +333,8 @@ class Proxy:
         @param failureEvent: the SSE bytes that end a stream broken after
             its start (given the outcome's code and message), when the
             client's dialect is not OpenAI's.
+        @param usageAtStart: the stream's first event says usage too
+            (Anthropic's C{message_start}: the input tokens).
         """
         request = ex.request
         self.answered(ex)
@@ -357,6 +360,7 @@ class Proxy:
                 sse=sse,
                 maxLine=self.maxLine,
                 failureEvent=failureEvent,
+                usageAtStart=usageAtStart and sse,
                 heartbeat=self.heartbeat if sse else None,
                 idleTimeout=timeouts.idle,
                 totalTimeout=self.remaining(ex, timeouts.total),

@@ -160,7 +160,9 @@ class MessagesRoute:
         """Pass the request through untouched but for the model's name."""
         upstream, response = await self.send(call, path)
         stream = call.body.get("stream") is True
-        await self.proxy.passThrough(call.ex, upstream, response, stream, streamFailure)
+        await self.proxy.passThrough(
+            call.ex, upstream, response, stream, streamFailure, usageAtStart=True
+        )
 
     async def send(self, call: Call, path: str) -> tuple[Upstream, IResponse]:
         """The request to the first candidate that answers, as it came."""

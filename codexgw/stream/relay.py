@@ -243,11 +243,20 @@ class PassThroughRelay(_Relay):
         sse: bool,
         maxLine: int = 4 * 1024 * 1024,
         failureEvent: Callable[[str, str], bytes] | None = None,
+        usageAtStart: bool = False,
         **kw: Any,
     ) -> None:
         super().__init__(request, clock, onDone, **kw)
         self._sse = sse
         self._failureEvent = failureEvent
+        # Anthropic's streams say the input tokens in their first event
+        # (message_start) and the output in message_delta, before
+        # message_stop: with usageAtStart the first event is kept, until it
+        # is whole (or 64 KiB), and the last read (whole lines) naming usage.
+        self._head = b""
+        self._headOpen = usageAtStart
+        self._trackUsage = usageAtStart
+        self._usageRead = b""
         self._maxLine = maxLine
         # The unfinished last line of an SSE body, held until its end comes:
         # a line is forwarded whole or not at all, so a stream that fails
@@ -300,11 +309,27 @@ class PassThroughRelay(_Relay):
                     # BOM, but a keep-alive sent first would make it a
                     # field-name prefix: the gateway drops it instead.
                     data = data[3:]
+        if self._trackUsage:
+            if self._headOpen:
+                self._head += data
+                if b"\n\n" in self._head or len(self._head) > _HEAD_MAX:
+                    self._headOpen = False
+            elif data.find(b'"usage"') != -1:
+                self._usageRead = data
         self._prev, self._last = self._last, data
         self.write(data)
 
     def usage(self) -> dict[str, Any] | None:
-        return findUsage(self._prev + self._last)
+        found = findUsage(self._usageRead or (self._prev + self._last))
+        head = self._head
+        if head:
+            # The first event that names usage, not a later one in the read.
+            end = head.find(b"\n\n", max(0, head.find(b'"usage"')))
+            first = findUsage(head if end == -1 else head[:end])
+            if first is not None:
+                # The last word wins where both speak (output_tokens).
+                found = {**first, **(found or {})}
+        return found
 
     def _tail(self) -> bytes:
         """The last bytes relayed (a stream starts between events)."""
@@ -340,6 +365,9 @@ class PassThroughRelay(_Relay):
         error = errorObject(message, "upstream_error", code=outcome.value)
         self.write(sep + b"data: " + orjson.dumps(error) + b"\n\n")
         return False
+
+
+_HEAD_MAX = 64 * 1024
 
 
 def _describe(error: Exception) -> str:

@@ -44,11 +44,20 @@ def findUsage(tail: bytes) -> dict[str, Any] | None:
 
 
 def tokens(usage: Any) -> tuple[int, int] | None:
-    """(input, output) tokens from a Chat or Responses usage object."""
+    """
+    (input, output) tokens from a Chat, Responses or Messages usage object
+    (Anthropic's C{input_tokens} leaves out the cache reads and writes,
+    which are input all the same).
+    """
     if not isinstance(usage, dict):
         return None
     inp = usage.get("prompt_tokens", usage.get("input_tokens"))
     out = usage.get("completion_tokens", usage.get("output_tokens"))
     if not isinstance(inp, int) and not isinstance(out, int):
         return None
-    return (inp if isinstance(inp, int) else 0, out if isinstance(out, int) else 0)
+    inp = inp if isinstance(inp, int) else 0
+    for cached in ("cache_read_input_tokens", "cache_creation_input_tokens"):
+        more = usage.get(cached)
+        if isinstance(more, int):
+            inp += more
+    return (inp, out if isinstance(out, int) else 0)

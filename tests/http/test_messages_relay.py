@@ -91,6 +91,31 @@ class RelayTests(SynchronousTestCase):
         self.assertEqual(error["error"]["type"], "api_error")
         self.assertNotIn(b'data: {"error"', raw)
 
+    def test_tokens_are_counted_from_the_first_and_last_events_of_a_relayed_stream(self) -> None:
+        client = self.h.connect()
+        client.post(MESSAGES, anthropic.request(stream=True), CLAUDE)
+        response = self.h.sent[0].respond(200, anthropic.SSE)
+        for e in anthropic.textEvents(["Hel", "lo"], output=7):
+            # Split inside the first event: its data line comes in a second read.
+            response.send(e[:20])
+            response.send(e[20:])
+        response.end()
+        self.assertEqual(client.response()[0], 200)
+        labels = {"model": "claude-sonnet-4-5", "key": "alice"}
+        # input 11, cache creation 2, cache reads 5: all input.
+        self.assertEqual(self.h.metric("codexgw_tokens_total", direction="input", **labels), 18)
+        self.assertEqual(self.h.metric("codexgw_tokens_total", direction="output", **labels), 7)
+
+    def test_tokens_are_counted_from_a_relayed_stream_read_at_once(self) -> None:
+        client = self.h.connect()
+        client.post(MESSAGES, anthropic.request(stream=True), CLAUDE)
+        body = anthropic.stream(anthropic.textEvents(["Hi"], output=4))
+        self.h.sent[0].respond(200, anthropic.SSE, body)
+        self.assertEqual(client.response()[2], body)
+        labels = {"model": "claude-sonnet-4-5", "key": "alice"}
+        self.assertEqual(self.h.metric("codexgw_tokens_total", direction="input", **labels), 18)
+        self.assertEqual(self.h.metric("codexgw_tokens_total", direction="output", **labels), 4)
+
     def test_anthropic_version_defaults_when_the_client_names_none(self) -> None:
         client = self.h.connect()
         client.post(MESSAGES, anthropic.request(), {b"x-api-key": GATEWAY_KEY.encode()})
