@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.http.test_messages_compose -*-
+# -*- test-case-name: tests.http.test_messages_bridge -*-
 """
 Two spokes met through the hub, as one stream translator.
 

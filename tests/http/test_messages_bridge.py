@@ -602,3 +602,52 @@ class ClaudeCodeRequestTests(SynchronousTestCase):
         [sent] = h.sent
         self.assertEqual(sent.body, raw)
         self.assertEqual(sent.header(b"anthropic-beta"), headers[b"anthropic-beta"])
+
+
+class ComposedTests(SynchronousTestCase):
+    """The composed translator on its own: a Chat stream to Messages events."""
+
+    def translator(self) -> Any:
+        from codexgw.dialects.chat import CHAT
+        from codexgw.dialects.chat.dialect import ChatDialect
+        from codexgw.dialects.messages import MESSAGES
+        from codexgw.stream.compose import Composed
+
+        hub = MESSAGES.requestToHub(anthropic.request(stream=True), upstream_model="up")
+        chat = CHAT.requestFromHub(hub.body, ChatDialect(), upstream_model="up")
+        return Composed(CHAT.streamToHub(chat, model="claude"), MESSAGES.streamFromHub(hub))
+
+    def test_it_provides_the_stream_translator_contract(self) -> None:
+        from zope.interface.verify import verifyObject
+
+        from codexgw.dialects.interfaces import IStreamTranslator
+
+        self.assertTrue(verifyObject(IStreamTranslator, self.translator()))
+
+    def test_a_chat_stream_becomes_one_messages_stream_and_then_nothing(self) -> None:
+        t = self.translator()
+        out = t.start()
+        decoder = SSEDecoder()
+        for raw in textStream(["a", "b"]):
+            for e in decoder.feed(raw):
+                if e.data != "[DONE]":
+                    out += t.feed(orjson.loads(e.data))
+        out += t.finish()
+        kinds = [e["type"] for e in out]
+        self.assertEqual(kinds.count("message_start"), 1)
+        self.assertEqual(kinds[-1], "message_stop")
+        self.assertTrue(t.done)
+        self.assertIsNone(t.failure)
+        self.assertEqual((t.finish(), t.fail("x", "y"), t.keepalive()), ([], [], []))
+        self.assertEqual(t.answer()["content"], [{"type": "text", "text": "ab"}])
+        # Usage is the hub's: what token accounting reads.
+        self.assertEqual(t.usage["input_tokens"], 5)
+
+    def test_a_failure_ends_both_sides_once(self) -> None:
+        t = self.translator()
+        t.start()
+        out = t.fail("upstream_broken", "cut")
+        self.assertEqual(out[-1]["type"], "error")
+        self.assertTrue(t.done)
+        self.assertIsNotNone(t.failure)
+        self.assertEqual(t.fail("again", "no"), [])
