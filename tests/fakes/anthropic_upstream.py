@@ -583,9 +583,9 @@ def sseEvent(event: dict[str, Any]) -> bytes:
 class FakeAnthropicUpstream(Resource):
     """
     @ivar received: every request, in order (L{Received}, as the Chat fake's).
-    @ivar script: L{Turn}s, L{Fail}s or render callables C{(request, body)},
-        used one per accepted POST /v1/messages, in order; when empty, a
-        short text answer.
+    @ivar script: L{Turn}s, L{Fail}s or callables C{(request, body)} that
+        render or return the L{Turn} or L{Fail} to answer, used one per
+        accepted POST /v1/messages, in order; when empty, a short text answer.
     @ivar rejected: C{(request index, status, message)} of every refusal.
     @ivar issued: the signature of every thinking block answered, and its text.
     """
@@ -665,18 +665,20 @@ class FakeAnthropicUpstream(Resource):
         except Refused as refused:
             self.rejected.append((len(self.received) - 1, refused.status, refused.message))
             return self.error(request, refused.type, refused.message)
-        step: Step = self.script.pop(0) if self.script else say("Hello from the fake Anthropic")
+        step: Any = self.script.pop(0) if self.script else say("Hello from the fake Anthropic")
+        if not isinstance(step, Turn | Fail):
+            step = step(request, body)  # a render, or a Turn or Fail it chose
+            if not isinstance(step, Turn | Fail):
+                return step
         if isinstance(step, Fail):
             return self._fail(request, body, step)
-        if isinstance(step, Turn):
-            try:
-                message = self._message(body, step)
-            except Refused as refused:
-                return self.error(request, refused.type, refused.message)
-            if body.get("stream"):
-                return self._stream(request, message)
-            return self._json(request, 200, message)
-        return step(request, body)
+        try:
+            message = self._message(body, step)
+        except Refused as refused:
+            return self.error(request, refused.type, refused.message)
+        if body.get("stream"):
+            return self._stream(request, message)
+        return self._json(request, 200, message)
 
     def _json(self, request: Request, status: int, value: Any) -> bytes:
         request.setResponseCode(status)

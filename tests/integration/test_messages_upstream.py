@@ -828,6 +828,50 @@ class CodexOntoMessagesTests(TestCase):
         self.assertIn("after the limit", message)
         self.assertEqual(len(live.fake.messages), 2)
 
+    async def test_compaction_in_the_middle_of_a_tool_loop(self) -> None:
+        # Codex compacts (an ordinary streamed turn for a provider not named
+        # OpenAI: the history, no tools, its checkpoint prompt last) when
+        # the upstream reports more input than model_auto_compact_token_limit.
+        live = MessagesGateway(self)
+        summary = "codexgw-summary-4410: echoed the marker."
+        answer = "codexgw-after-compaction-5521"
+        seen: list[str] = []
+
+        def choose(request: Any, body: Any) -> Turn:
+            text = orjson.dumps(body["messages"][-1]).decode()
+            if "CONTEXT CHECKPOINT COMPACTION" in text:
+                seen.append("compaction")
+                return say(summary)
+            if "first" in seen:
+                seen.append("after")
+                return Turn((Text(answer),), input_tokens=200)
+            seen.append("first")
+            return Turn(
+                (ToolUse("exec_command", {"cmd": "echo compact-me"}),), input_tokens=200_000
+            )
+
+        live.fake.script += [choose] * 8
+        config = (
+            'model = "m1"\nmodel_provider = "gw"\nmodel_auto_compact_token_limit = 2000\n\n'
+            '[model_providers.gw]\nname = "codexgw"\n'
+            f'base_url = "{live.base}"\nenv_key = "CODEXGW_KEY"\nwire_api = "responses"\n'
+        )
+        code, message, out, err = await runCodex(
+            self, live.base, "run echo compact-me for me", configToml=config
+        )
+        self.assertEqual(
+            code,
+            0,
+            f"codex failed:\n{rejections(live.fake)}\n{seen}\nstdout:{out[-2000:]}\nstderr:{err[-3000:]}",
+        )
+        self.assertEqual(live.fake.rejected, [], rejections(live.fake))
+        self.assertEqual(seen[:2], ["first", "compaction"])
+        # The turn went on from Codex's summary.
+        after = live.fake.messages[seen.index("compaction") + 1].body
+        self.assertIn(summary, orjson.dumps(after["messages"]).decode())
+        trace = [orjson.dumps(r.body["messages"][-1]).decode()[:200] for r in live.fake.messages]
+        self.assertIn(answer, message, f"{seen}\n" + "\n".join(trace))
+
     async def test_shell_tool_round_trip_with_thinking(self) -> None:
         # A route with Codex metadata that reasons: Codex sends an effort,
         # the gateway turns thinking on, and the thinking block must ride
