@@ -46,6 +46,8 @@ from tests.integration.test_messages_upstream import MessagesGateway, rejections
 MODEL = "claude-sonnet-4-5"
 #: What Claude Code prints for a 404 not_found_error from the Messages API.
 UNKNOWN_MODEL = "There's an issue with the selected model"
+#: A 1x1 PNG.
+PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 #: The first system block Claude Code sends, billing metadata for Anthropic.
 BILLING = "x-anthropic-billing-header"
 
@@ -464,6 +466,14 @@ class ClaudeCodeOntoChatTests(TestCase):
         self.assertIn("say hello", orjson.dumps(sent.body["messages"][-1]).decode())
         names = [t["function"]["name"] for t in sent.body["tools"]]
         self.assertIn("Bash", names)
+        # Counted like every other route.
+        routes = {
+            (s.labels.get("route"), s.labels.get("status"))
+            for metric in live.gateway.metrics.registry.collect()
+            for s in metric.samples
+            if s.name == "codexgw_requests_total"
+        }
+        self.assertIn(("/v1/messages", "200"), routes)
 
     async def test_a_model_claude_code_does_not_know(self) -> None:
         # The way users name their model (ANTHROPIC_MODEL=qwen3-coder, as
@@ -573,6 +583,46 @@ class ClaudeCodeOntoChatTests(TestCase):
         self.assertEqual(roles[-3:], ["assistant", "tool", "tool"])
         self.assertEqual([c["id"] for c in messages[-3]["tool_calls"]], ["call_p0", "call_p1"])
         self.assertEqual({m["tool_call_id"] for m in messages[-2:]}, {"call_p0", "call_p1"})
+
+    async def test_an_image_claude_code_reads_reaches_the_model(self) -> None:
+        # Read on a picture answers with an image block in the tool_result;
+        # a Chat tool message cannot carry it, a user message can.
+        import base64
+
+        live = LiveGateway(self)
+        home = tempfile.mkdtemp(prefix="codexgw-claude-")
+        self.addCleanup(shutil.rmtree, home, True)
+        os.makedirs(os.path.join(home, "work"))
+        picture = os.path.join(home, "work", "pixel.png")
+        with open(picture, "wb") as f:
+            f.write(base64.b64decode(PIXEL))
+        live.upstream.script += [
+            sse(
+                toolCallStream("call_read1", "Read", orjson.dumps({"file_path": picture}).decode())
+            ),
+            sse(textStream(["A pixel."])),
+        ]
+        run = await runClaude(
+            self,
+            live.base.removesuffix("/v1"),
+            "what is in pixel.png?",
+            home=home,
+            extraArgs=["--allowedTools", "Read"],
+        )
+        self.assertEqual(run.code, 0, run.why())
+        self.assertIn("A pixel.", run.out)
+        messages = chats(live.upstream)[1].body["messages"]
+        [tool] = [m for m in messages if m["role"] == "tool"]
+        self.assertEqual(tool["tool_call_id"], "call_read1")
+        images = [
+            part
+            for m in messages[messages.index(tool) :]
+            if isinstance(m.get("content"), list)
+            for part in m["content"]
+            if part.get("type") == "image_url"
+        ]
+        self.assertEqual(len(images), 1, messages[messages.index(tool) :])
+        self.assertTrue(images[0]["image_url"]["url"].startswith("data:image/png;base64,"))
 
     async def test_reasoning_upstream_thinks_and_runs_bash(self) -> None:
         # A DeepSeek-style upstream reasons in reasoning_content: Claude Code
