@@ -723,6 +723,54 @@ class OpenAISDKOntoMessagesTests(TestCase):
         self.assertEqual(response.output_text, "Summary: it was sunny.", rejections(live.fake))
         self.assertIn("sunny", orjson.dumps(live.fake.messages[0].body["messages"]).decode())
 
+    async def test_chat_client_with_reasoning_effort_in_a_tool_loop(self) -> None:
+        # A Chat client (Cline, aider, LangChain) asks for reasoning and
+        # sends back only what Chat has: content and tool_calls (and the
+        # reasoning_content it was given, when its library keeps it). With
+        # thinking on, Anthropic wants the signed thinking block back.
+        live = MessagesGateway(self)
+        live.fake.script += [
+            call("get_weather", {"city": "Kyiv"}, id="toolu_kyiv", thought="Need the tool."),
+            Turn((Thinking("Got it."), Text("Cold in Kyiv."))),
+        ]
+        client = self.client(live)
+        tools = [
+            {"type": "function", "function": {k: v for k, v in WEATHER.items() if k != "type"}}
+        ]
+        question = {"role": "user", "content": "Kyiv?"}
+        first = await deferToThread(
+            client.chat.completions.create,
+            model=MODEL,
+            messages=[question],
+            tools=tools,
+            reasoning_effort="low",
+        )
+        self.assertEqual(live.fake.messages[0].body.get("thinking", {}).get("type"), "enabled")
+        choice = first.choices[0]
+        self.assertEqual(choice.finish_reason, "tool_calls", rejections(live.fake))
+        [toolCall] = choice.message.tool_calls
+        for assistant in (
+            choice.message.model_dump(exclude_none=True),  # as the SDK gives it back
+            {"role": "assistant", "tool_calls": [toolCall.model_dump()]},  # the bare minimum
+        ):
+            live.fake.script.append(say("Cold in Kyiv."))
+            second = await deferToThread(
+                client.chat.completions.create,
+                model=MODEL,
+                tools=tools,
+                reasoning_effort="low",
+                messages=[
+                    question,
+                    assistant,
+                    {"role": "tool", "tool_call_id": toolCall.id, "content": "-10C"},
+                ],
+            )
+            self.assertEqual(
+                second.choices[0].message.content,
+                "Cold in Kyiv.",
+                (assistant, rejections(live.fake)),
+            )
+
     async def test_upstream_errors_reach_the_sdk_as_its_exceptions(self) -> None:
         from openai import BadRequestError, RateLimitError
 
