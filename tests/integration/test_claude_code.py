@@ -46,6 +46,8 @@ from tests.integration.test_messages_upstream import MessagesGateway, rejections
 MODEL = "claude-sonnet-4-5"
 #: What Claude Code prints for a 404 not_found_error from the Messages API.
 UNKNOWN_MODEL = "There's an issue with the selected model"
+#: What Claude Code prints for Anthropic's "prompt is too long" error.
+TOO_LONG = "Prompt is too long"
 #: A 1x1 PNG.
 PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 #: The first system block Claude Code sends, billing metadata for Anthropic.
@@ -446,6 +448,21 @@ class ClaudeCodeOntoFakeAnthropicTests(TestCase):
         self.assertIn(UNKNOWN_MODEL, run.out + run.err)
         self.assertEqual(len(fake.messages), 2)
 
+    async def test_what_claude_code_prints_for_a_prompt_too_long(self) -> None:
+        from tests.integration.test_integration import serve
+
+        fake = FakeAnthropicUpstream(apiKey="direct-key")
+        port = serve(self, fake)
+        fake.script += [
+            Fail("invalid_request_error", "prompt is too long: 210000 tokens > 200000 maximum")
+        ] * 3
+        run = await runClaude(
+            self, f"http://127.0.0.1:{port.getHost().port}", "hi", key="direct-key"
+        )
+        self.assertNotEqual(run.code, 0, run.why())
+        # Claude Code knows this error (it compacts on it) by these words.
+        self.assertIn(TOO_LONG, run.out + run.err)
+
 
 class ClaudeCodeOntoChatTests(TestCase):
     timeout = 120
@@ -752,6 +769,32 @@ class ClaudeCodeOntoChatTests(TestCase):
         self.assertEqual(run.out.strip(), "After the wait")
         self.assertEqual(len(chats(live.upstream)), 2)
 
+    async def test_a_context_overflow_is_one_claude_code_knows(self) -> None:
+        # OpenAI's (and vLLM's) context_length_exceeded must reach Claude
+        # Code as Anthropic words it ("prompt is too long: N tokens > M
+        # maximum"): that is what makes it compact, or tell the user so.
+        def tooLong(request: Request, body: Any) -> bytes:
+            request.setResponseCode(400)
+            request.setHeader(b"content-type", b"application/json")
+            return orjson.dumps(
+                {
+                    "error": {
+                        "message": "This model's maximum context length is 128000 tokens. "
+                        "However, your messages resulted in 130000 tokens. Please reduce the "
+                        "length of the messages.",
+                        "type": "invalid_request_error",
+                        "param": "messages",
+                        "code": "context_length_exceeded",
+                    }
+                }
+            )
+
+        live = LiveGateway(self)
+        live.upstream.script += [tooLong] * 3
+        run = await runClaude(self, live.base.removesuffix("/v1"), "hi")
+        self.assertNotEqual(run.code, 0, run.why())
+        self.assertIn(TOO_LONG, run.out + run.err)
+
     async def test_unknown_model_is_reported_as_claude_code_reports_it(self) -> None:
         live = LiveGateway(self)
         live.upstream.script += [
@@ -828,6 +871,41 @@ class ClaudeCodeOntoResponsesTests(TestCase):
         reasoning = second["input"][kinds.index("reasoning")]
         self.assertEqual(reasoning.get("encrypted_content"), SEALED)
         self.assertLess(kinds.index("reasoning"), kinds.index("function_call"))
+
+    async def test_a_context_overflow_is_one_claude_code_knows(self) -> None:
+        # OpenAI fails an oversized Responses stream in-stream.
+        def failed(request: Request, body: Any) -> Any:
+            shell = {"id": "resp_big", "object": "response", "status": "in_progress", "output": []}
+            error = {
+                "code": "context_length_exceeded",
+                "message": "Your input exceeds the context window of this model. Please adjust "
+                "your input and try again.",
+            }
+            events = [
+                {"type": "response.created", "sequence_number": 0, "response": shell},
+                {
+                    "type": "response.failed",
+                    "sequence_number": 1,
+                    "response": dict(shell, status="failed", error=error),
+                },
+            ]
+            request.setHeader(b"content-type", b"text/event-stream")
+            for event in events:
+                request.write(
+                    b"event: "
+                    + event["type"].encode()
+                    + b"\ndata: "
+                    + orjson.dumps(event)
+                    + b"\n\n"
+                )
+            request.finish()
+            return NOT_DONE_YET
+
+        live = LiveGateway(self, upstream={"wire_api": "responses"})
+        live.upstream.script += [failed] * 3
+        run = await runClaude(self, live.base.removesuffix("/v1"), "hi")
+        self.assertNotEqual(run.code, 0, run.why())
+        self.assertIn(TOO_LONG, run.out + run.err)
 
     async def test_the_billing_line_stays_out_of_the_instructions(self) -> None:
         live = LiveGateway(self, upstream={"wire_api": "responses"})
