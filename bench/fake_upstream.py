@@ -7,6 +7,7 @@ scripts the answer:
 
   - C{bench-N}: a stream of N content events (default 20);
   - C{slow-N-MS}: N events, MS milliseconds apart (the 1,000-streams scenario);
+  - C{tool-…}: a stream calling the C{shell} tool once (the WebSocket tool loop);
   - anything else, or C{"stream": false}: a small C{chat.completion}.
 
 Usage: python bench/fake_upstream.py PORT
@@ -71,6 +72,28 @@ MODELS = (
 )
 
 
+_calls = 0
+
+
+def toolCall() -> bytes:
+    """A stream that calls the shell tool once (the WebSocket tool-loop rows)."""
+    global _calls
+    _calls += 1
+    delta = json.dumps(
+        {
+            "tool_calls": [
+                {
+                    "index": 0,
+                    "id": f"call_{_calls}",
+                    "type": "function",
+                    "function": {"name": "shell", "arguments": '{"cmd": "ls"}'},
+                }
+            ]
+        }
+    )
+    return SSE_HEAD + FIRST + chunk(delta) + chunk("{}", "tool_calls") + DONE
+
+
 def plan(body: bytes) -> tuple[bool, int, float, bool]:
     """(stream, events, delay seconds, include usage) from a request body."""
     try:
@@ -103,6 +126,10 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             body = await reader.readexactly(length) if length else b""
             if head.startswith(b"GET"):
                 writer.write(JSON_HEAD % len(MODELS) + MODELS)
+                continue
+            if b'"model":"tool-' in body or b'"model": "tool-' in body:
+                writer.write(toolCall())
+                await writer.drain()
                 continue
             stream, events, delay, usage = plan(body)
             if not stream:

@@ -36,6 +36,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import websocket_rows as websocket  # noqa: E402  (beside this file)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
 TWISTD = os.path.join(os.path.dirname(PY), "twistd")
@@ -700,6 +703,7 @@ def report(res: dict[str, Any]) -> str:
                 f"stored turn vs unstored ({backend}): p50 {st['stored_p50_ms']:.2f} ms vs "
                 f"{st['unstored_p50_ms']:.2f} ms, added {st['added_ms']:+.2f} ms"
             )
+    lines += websocket.report(res.get("ws_memory"), res.get("ws_loop"))
     errors = sum(x["nonstream"]["errors"] + x["stream20"]["errors"] for x in (d, b, g))
     lines.append(f"errors during load: {errors + br['streams20']['errors']}")
     return "\n".join(lines)
@@ -737,6 +741,9 @@ def main() -> int:
         type=float,
         default=None,
         help="seconds per floor measurement (default 3, 1.5 with --quick)",
+    )
+    parser.add_argument(
+        "--sockets", type=int, default=1000, help="open WebSockets for the memory row (0 skips)"
     )
     parser.add_argument("--json", help="also write the numbers to this file")
     args = parser.parse_args()
@@ -827,6 +834,13 @@ def main() -> int:
                 res["store_redis"] = asyncio.run(storedTurns(ports["gateway_redis"], 100))
             if args.streams:
                 res["many"] = asyncio.run(manyStreams(ports["gateway"], gw.pid, args.streams))
+            if args.sockets:
+                res["ws_memory"] = asyncio.run(
+                    websocket.socketMemory(ports["gateway"], lambda: rss(gw.pid), args.sockets)
+                )
+            res["ws_loop"] = asyncio.run(
+                websocket.toolLoop(ports["gateway"], 20, lambda: cpuSeconds(gw.pid))
+            )
         if args.floor or not args.no_floor:
             ports["gateway_floor"] = freePort()
             configs.append(floorConfig(ports["gateway_floor"], ports["upstream"], dataDir))
