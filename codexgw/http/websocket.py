@@ -105,6 +105,20 @@ class SocketSettings:
     maxFrame: int = 32 * 1024 * 1024
 
 
+def textFrame(payload: bytes) -> bytes:
+    """
+    One unmasked, unfragmented text frame (RFC 6455 5.2), as a server sends
+    it: the event's bytes as they are, where wsproto would take a str and
+    encode it again. No extension is negotiated, so nothing else is framed.
+    """
+    n = len(payload)
+    if n < 126:
+        return b"\x81" + bytes((n,)) + payload
+    if n < 65536:
+        return b"\x81\x7e" + n.to_bytes(2, "big") + payload
+    return b"\x81\x7f" + n.to_bytes(8, "big") + payload
+
+
 def errorEvent(status: int, error: dict[str, Any], headers: Headers | None = None) -> bytes:
     """
     An C{error} event as the specification shapes it: the HTTP status the
@@ -162,6 +176,8 @@ class TurnRequest:
     ) -> None:
         self._socket = socket
         self.content = io.BytesIO(raw)
+        # The body the socket built, so the route need not parse it again.
+        self.parsedBody: dict[str, Any] | None = None
         self.args: dict[bytes, list[bytes]] = {}
         self.requestHeaders = upgrade.requestHeaders
         self.responseHeaders = Headers()
@@ -493,7 +509,14 @@ class ResponsesSocket:
         if self.closed:
             return
         self.endpoint.metrics.count_frame("out", kind)
-        self.ws.sendTextMessage(payload.decode("utf-8", "replace"))
+        transport = self.transport
+        if transport is None:
+            self.ws.sendTextMessage(payload.decode("utf-8", "replace"))
+            return
+        if not payload.isascii():
+            # A text frame must be UTF-8; an upstream's bytes might not be.
+            payload = payload.decode("utf-8", "replace").encode("utf-8")
+        transport.write(textFrame(payload))
 
     def _refuse(self, error: GatewayError) -> None:
         """An error about a frame: the socket stays open for the next."""
@@ -565,6 +588,7 @@ class ResponsesSocket:
             self._refuse(e)
             return
         turn = self._turn = TurnRequest(self, raw, self.upgrade, endpoint.redactor)
+        turn.parsedBody = body
         try:
             answer = await endpoint.serve(turn)
         finally:
