@@ -920,6 +920,52 @@ class CodexOntoMessagesTests(TestCase):
         trace = [orjson.dumps(r.body["messages"][-1]).decode()[:200] for r in live.fake.messages]
         self.assertIn(answer, message, f"{seen}\n" + "\n".join(trace))
 
+    async def test_apply_patch_custom_tool_edits_a_file(self) -> None:
+        # With a catalog entry Codex sends apply_patch as a custom
+        # (freeform) tool: onto Messages it is a tool taking its text whole.
+        live = MessagesGateway(
+            self,
+            models=[
+                {
+                    "match": "m1",
+                    "upstream": "claude",
+                    "model": MODEL,
+                    "codex": {"context_window": 64000, "apply_patch": "freeform"},
+                }
+            ],
+        )
+        import json
+
+        rendered = await (await live.http.get(live.base + "/models?format=codex")).json()
+        catalog = os.path.abspath(self.mktemp())
+        with open(catalog, "w") as f:
+            json.dump(rendered, f)
+        patch = "*** Begin Patch\n*** Add File: hello.txt\n+patched onto Claude\n*** End Patch\n"
+
+        def patchCall(request: Any, body: Any) -> Turn:
+            tool = next(t for t in body["tools"] if t["name"] == "apply_patch")
+            [field] = list(tool["input_schema"]["properties"])
+            return call("apply_patch", {field: patch})
+
+        live.fake.script += [patchCall, say("Patched.")]
+        work: list[str] = []
+        code, message, out, err = await runCodex(
+            self,
+            live.base,
+            "add hello.txt",
+            extraArgs=["-c", f"model_catalog_json={catalog}"],
+            keepWork=work,
+        )
+        self.assertEqual(
+            code,
+            0,
+            f"codex failed:\n{rejections(live.fake)}\nstdout:{out[-2000:]}\nstderr:{err[-3000:]}",
+        )
+        with open(os.path.join(work[0], "hello.txt")) as f:
+            self.assertEqual(f.read(), "patched onto Claude\n")
+        self.assertIn("Patched.", message)
+        self.assertEqual(live.fake.rejected, [], rejections(live.fake))
+
     async def test_shell_tool_round_trip_with_thinking(self) -> None:
         # A route with Codex metadata that reasons: Codex sends an effort,
         # the gateway turns thinking on, and the thinking block must ride
