@@ -34,8 +34,9 @@ from codexgw.dialects.responses.compaction import (
     kept_messages,
     summary_request,
 )
+from codexgw.dialects.spoke import Spoke
 from codexgw.errors import GatewayError, UpstreamUnavailable
-from codexgw.http.bridge import Bridge, upstreamFailure
+from codexgw.http.bridge import Bridge, upstreamFailure, withDefaults
 from codexgw.http.dispatch import Call
 from codexgw.http.exchange import Exchange
 from codexgw.state.conversation import (
@@ -45,8 +46,9 @@ from codexgw.state.conversation import (
     resolveReferences,
     turnInput,
 )
-from codexgw.stream.adapters import encodeEvents
+from codexgw.stream.adapters import encodeEvents, parseEvent
 from codexgw.stream.outcomes import Outcome
+from codexgw.stream.sse import SSEDecoder
 from codexgw.upstream.bodies import readCapped
 from codexgw.upstream.client import Upstream
 from codexgw.upstream.learned import sendLearning
@@ -105,9 +107,52 @@ def readSummary(raw: bytes) -> Summary:
     return Summary(text, map_usage(usage))
 
 
+def readTranslated(spoke: Spoke, request: Any, raw: bytes) -> Summary:
+    """
+    The answer of an upstream of any spoke to the summary request, read by
+    that spoke's own stream translator: one whole answer (asked for) or its
+    stream (some servers stream regardless); the text of its messages.
+
+    @param request: what C{spoke.requestFromHub} made of the summary request.
+    @raise UpstreamUnavailable: it is neither, or holds no text.
+    """
+    translator = spoke.streamToHub(request, model="summary", stored=False)
+    try:
+        translator.start()
+        stripped = raw.strip()
+        if stripped.startswith(b"{"):
+            translator.feed(spoke.wholeToEvent(orjson.loads(stripped)))
+        else:
+            decoder = SSEDecoder()
+            for event in decoder.feed(stripped + b"\n\n") + decoder.close():
+                chunk = parseEvent(event)
+                if chunk is not None and not translator.done:
+                    translator.feed(chunk)
+        translator.finish()
+        answer = translator.answer()
+    except Exception:
+        raise UpstreamUnavailable(
+            f"the upstream answered the summary request with neither a {spoke.name} answer "
+            "nor its stream"
+        ) from None
+    parts = [
+        str(part.get("text") or "")
+        for item in answer.get("output") or []  # type: ignore[attr-defined]
+        if isinstance(item, dict) and item.get("type") == "message"
+        for part in item.get("content") or []
+        if isinstance(part, dict) and part.get("type") == "output_text"
+    ]
+    text = "".join(parts).strip()
+    if not text:
+        raise UpstreamUnavailable("the upstream answered the summary request with no text")
+    usage = answer.get("usage")
+    return Summary(text, dict(usage) if isinstance(usage, dict) else map_usage(None))
+
+
 class Compactor:
     """
-    Compacts a conversation through a Chat upstream.
+    Compacts a conversation through an upstream of the bridge's spoke (Chat,
+    Messages).
 
     @param bridge: the bridge whose spoke, dispatcher and exchanges send the
         summary request (so the request is translated, sent with failover
@@ -233,9 +278,11 @@ class Compactor:
             chat["stream"] = False
             chat.pop("stream_options", None)
 
+            sent = withDefaults(headers, upstream, bridge.defaultHeaders)
+
             def post(raw: bytes) -> Deferred[IResponse]:
                 return upstream.send(
-                    b"POST", bridge.spoke.path, raw, headers, onRetry, model=call.upstreamModel
+                    b"POST", bridge.spoke.path, raw, sent, onRetry, model=call.upstreamModel
                 )
 
             return Deferred.fromCoroutine(
@@ -244,13 +291,16 @@ class Compactor:
 
         # Translated once up front: a token that fails verification is a
         # 400 before anything is sent.
-        bridge.translate(summaryCall, call.candidates[0])
+        first = bridge.translate(summaryCall, call.candidates[0])
         upstream, response = await bridge.dispatcher.firstAnswer(call, send)
         proxy.answered(ex)
         if response.code >= 400:
             raise await upstreamFailure(upstream, response, bridge.spoke.errorToHub)
         raw = await readCapped(response, bridge.maxLine)
-        summary = readSummary(raw)
+        if bridge.spoke.name == "chat":
+            summary = readSummary(raw)
+        else:
+            summary = readTranslated(bridge.spoke, first, raw)
         log.info(
             "compacted {items} input items into a {chars}-character summary on {upstream} "
             "request_id={request_id}",
