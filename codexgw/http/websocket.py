@@ -29,12 +29,13 @@ producer).
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import orjson
@@ -46,7 +47,9 @@ from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import Request
-from twisted.web.websocket import WebSocketResource, WebSocketTransport
+
+if TYPE_CHECKING:
+    from twisted.web.websocket import WebSocketTransport
 
 from codexgw.dialects.responses.continuation import (
     ConnectionCache,
@@ -779,7 +782,7 @@ class WebSocketEndpoint:
             return body
         socket = ResponsesSocket(self, request, ex)
         ex.status = 101
-        return _Upgrade(self, socket)
+        return _upgradeResource(self, socket)
 
     # Bookkeeping.
 
@@ -810,67 +813,83 @@ class _UpgradeRequired(GatewayError):
     code = "upgrade_required"
 
 
-class _Upgrade(WebSocketResource):
-    """Twisted's upgrade, then the channel given back what it still owns."""
+def _upgradeResource(endpoint: WebSocketEndpoint, socket: ResponsesSocket) -> Resource:
+    """
+    Twisted's upgrade, then the channel given back what it still owns.
+    twisted.web.websocket (and wsproto, h11 under it) is loaded with the
+    first upgrade: a gateway nobody opens a socket to does not hold it.
+    """
+    upgrade: Resource = _defineUpgrade()(endpoint, socket)
+    return upgrade
 
-    # Rendered by Klein for the route it matched: no child lookup below it.
-    isLeaf = True
 
-    def __init__(self, endpoint: WebSocketEndpoint, socket: ResponsesSocket) -> None:
-        super().__init__(_Factory(socket))
-        self._endpoint = endpoint
-        self._socket = socket
+@functools.cache
+def _defineUpgrade() -> Any:
+    from twisted.web.websocket import WebSocketResource
 
-    def render_GET(self, request: Request) -> bytes | int:
-        channel: Any = request.channel
-        result = super().render_GET(request)
-        if request.code == 400:
-            # wsproto refused the handshake: a plain 400, accounted.
-            self._socket.ex.status = 400
-            self._endpoint.proxy.finish(self._socket.ex)
+    class Upgrade(WebSocketResource):
+        """Twisted's upgrade, then the channel given back what it still owns."""
+
+        # Rendered by Klein for the route it matched: no child lookup below it.
+        isLeaf = True
+
+        def __init__(self, endpoint: WebSocketEndpoint, socket: ResponsesSocket) -> None:
+            super().__init__(_Factory(socket))
+            self._endpoint = endpoint
+            self._socket = socket
+
+        def render_GET(self, request: Request) -> bytes | int:
+            channel: Any = request.channel
+            result = super().render_GET(request)
+            if request.code == 400:
+                # wsproto refused the handshake: a plain 400, accounted.
+                self._socket.ex.status = 400
+                self._endpoint.proxy.finish(self._socket.ex)
+                return result
+            # The channel's idle timer knows nothing of frames: a quiet socket
+            # is the socket's own to close (server.websocket_idle_timeout).
+            channel.setTimeout(None)
+            # The relays register their producers on the transport, one at a
+            # time; the HTTP channel must not hold that place.
+            producer = getattr(channel, "_networkProducer", None)
+            if producer is not None:
+                producer.unregisterProducer()
+            transport = channel.transport
+            if transport is not None:
+                # Twisted may have paused reading while the request was handled.
+                transport.resumeProducing()
+            # wsproto reassembles a fragmented message whole before it is
+            # delivered: the part held so far is bounded here, read by read.
+            wire = getattr(channel.dataReceived, "__self__", None)
+            buffers = [getattr(wire, "_textBuffer", None), getattr(wire, "_bytesBuffer", None)]
+            held = [b for b in buffers if b is not None]
+            if held:
+                received = channel.dataReceived
+                limit = self._socket.settings.maxFrame
+                socket = self._socket
+
+                def dataReceived(data: bytes) -> None:
+                    received(data)
+                    if any(len(b.data) > limit for b in held):
+                        for b in held:
+                            b.done()
+                        socket.tooLarge()
+
+                channel.dataReceived = dataReceived
+            socketLost = channel.connectionLost
+            channelLost = type(channel).connectionLost
+
+            def connectionLost(reason: Failure = Failure(ConnectionDone())) -> None:
+                try:
+                    socketLost(reason)
+                finally:
+                    # The site's connection count, the request's own ending.
+                    channelLost(channel, reason)
+
+            channel.connectionLost = connectionLost
             return result
-        # The channel's idle timer knows nothing of frames: a quiet socket
-        # is the socket's own to close (server.websocket_idle_timeout).
-        channel.setTimeout(None)
-        # The relays register their producers on the transport, one at a
-        # time; the HTTP channel must not hold that place.
-        producer = getattr(channel, "_networkProducer", None)
-        if producer is not None:
-            producer.unregisterProducer()
-        transport = channel.transport
-        if transport is not None:
-            # Twisted may have paused reading while the request was handled.
-            transport.resumeProducing()
-        # wsproto reassembles a fragmented message whole before it is
-        # delivered: the part held so far is bounded here, read by read.
-        wire = getattr(channel.dataReceived, "__self__", None)
-        buffers = [getattr(wire, "_textBuffer", None), getattr(wire, "_bytesBuffer", None)]
-        held = [b for b in buffers if b is not None]
-        if held:
-            received = channel.dataReceived
-            limit = self._socket.settings.maxFrame
-            socket = self._socket
 
-            def dataReceived(data: bytes) -> None:
-                received(data)
-                if any(len(b.data) > limit for b in held):
-                    for b in held:
-                        b.done()
-                    socket.tooLarge()
-
-            channel.dataReceived = dataReceived
-        socketLost = channel.connectionLost
-        channelLost = type(channel).connectionLost
-
-        def connectionLost(reason: Failure = Failure(ConnectionDone())) -> None:
-            try:
-                socketLost(reason)
-            finally:
-                # The site's connection count, the request's own ending.
-                channelLost(channel, reason)
-
-        channel.connectionLost = connectionLost
-        return result
+    return Upgrade
 
 
 def socketSettings(config: Any) -> SocketSettings:
