@@ -470,6 +470,40 @@ class AnthropicSDKOntoMessagesTests(TestCase):
             any(r.path.split(b"?")[0] == b"/v1/messages/count_tokens" for r in live.fake.received)
         )
 
+    async def test_the_gateways_own_limits_answer_in_anthropics_shape(self) -> None:
+        import anthropic
+
+        live = MessagesGateway(
+            self,
+            auth={
+                "keys": [
+                    {"name": "cc", "key": "gw-key-1", "limits": {"requests_per_minute": 1}},
+                    {"name": "narrow", "key": "gw-key-2", "models": ["qwen-*"]},
+                ]
+            },
+        )
+        live.fake.script.append(say("first"))
+        client = self.client(live, api_key="gw-key-1")
+        create = lambda c: c.messages.create(  # noqa: E731
+            model=MODEL, max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+        )
+        first = await deferToThread(create, client)
+        self.assertEqual(first.content[0].text, "first")
+        limited = await self.assertFailure(deferToThread(create, client), anthropic.RateLimitError)
+        self.assertEqual(limited.body["type"], "error")
+        self.assertEqual(limited.body["error"]["type"], "rate_limit_error")
+        self.assertGreaterEqual(int(limited.response.headers["retry-after"]), 1)
+        denied = await self.assertFailure(
+            deferToThread(create, self.client(live, api_key="gw-key-2")),
+            anthropic.PermissionDeniedError,
+        )
+        self.assertEqual(denied.body["error"]["type"], "permission_error")
+        unknown = await self.assertFailure(
+            deferToThread(create, self.client(live, api_key="nope")), anthropic.AuthenticationError
+        )
+        self.assertEqual(unknown.body["error"]["type"], "authentication_error")
+        self.assertEqual(len(live.fake.messages), 1)
+
     async def test_upstream_errors_keep_their_class(self) -> None:
         import anthropic
 
