@@ -395,6 +395,28 @@ class AnthropicSDKTests(TestCase):
         error = await self.assertFailure(deferToThread(run), anthropic.APIStatusError)
         self.assertIn(error.body["error"]["type"], ("api_error", "overloaded_error"), error.body)
 
+    async def test_a_client_that_leaves_stops_the_upstream(self) -> None:
+        from tests.integration.test_integration import until
+
+        live = LiveGateway(self)
+        live.upstream.script.append(live.upstream.endless)
+        client = self.client(self.root(live))
+
+        def readSome() -> int:
+            seen = 0
+            with client.messages.stream(
+                model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "go on"}]
+            ) as stream:
+                for event in stream:
+                    seen += event.type == "content_block_delta"
+                    if seen >= 3:
+                        break
+            return seen
+
+        self.assertEqual(await deferToThread(readSome), 3)
+        self.assertTrue(await until(lambda: live.upstream.received[0].lost, timeout=5))
+        self.assertTrue(await until(lambda: live.upstream.streams[0].stopped, timeout=5))
+
     async def test_model_names_are_routed(self) -> None:
         from tests.fakes.chat_upstream import FakeChatUpstream
 
