@@ -42,6 +42,8 @@ from twisted.web.server import NOT_DONE_YET, Request
 from tests.fakes.chat_upstream import Received
 
 API_KEY = "sk-ant-upstream-secret"
+#: What the model thinks when a scripted turn names no thought (with thinking on).
+DEFAULT_THOUGHT = "Let me work through this."
 
 #: Status of each error type, as Anthropic's API (and its SDKs) use them.
 STATUS = {
@@ -121,7 +123,11 @@ class Refused(Exception):
 
 @attrs.frozen
 class Thinking:
-    """A thinking block; the server signs it (only when thinking is on)."""
+    """
+    A thinking block; the server signs it (only when thinking is on). With
+    thinking on, a turn without one gets one (L{DEFAULT_THOUGHT}), as the
+    model always thinks first.
+    """
 
     text: str
 
@@ -748,7 +754,12 @@ class FakeAnthropicUpstream(Resource):
     def _message(self, body: dict[str, Any], turn: Turn) -> dict[str, Any]:
         offered = {t.get("name") for t in body.get("tools") or []}
         content: list[dict[str, Any]] = []
-        for block in turn.blocks:
+        blocks = turn.blocks
+        if thinkingOn(body) and not any(isinstance(b, Thinking | RedactedThinking) for b in blocks):
+            # With thinking on the model always opens with a thinking block
+            # (which is why the API can demand it back on a tool turn).
+            blocks = (Thinking(DEFAULT_THOUGHT), *blocks)
+        for block in blocks:
             if isinstance(block, Thinking):
                 if thinkingOn(body):  # a model thinks only when asked to
                     content.append(
