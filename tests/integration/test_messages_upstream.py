@@ -1005,6 +1005,8 @@ class CodexOntoMessagesTests(TestCase):
             f"codex failed:\n{rejections(live.fake)}\nstdout:{out[-2000:]}\nstderr:{err[-3000:]}",
         )
         self.assertIn(f"It printed {marker}.", message)
+        # Codex shows Claude's thinking as its reasoning summary.
+        self.assertIn(thought, err)
         first, second = live.fake.messages[:2]
         self.assertEqual(
             first.body.get("thinking", {}).get("type"), "enabled", first.body.get("thinking")
