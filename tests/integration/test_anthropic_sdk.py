@@ -526,6 +526,24 @@ class AnthropicSDKOntoMessagesTests(TestCase):
         self.assertEqual(unknown.body["error"]["type"], "authentication_error")
         self.assertEqual(len(live.fake.messages), 1)
 
+    async def test_a_compatible_endpoint_gets_the_key_as_it_documents(self) -> None:
+        # GLM's Anthropic endpoint takes the key as a bearer token; the
+        # client's own bearer token (the gateway key) must not go along.
+        live = MessagesGateway(self, provider="zhipu-anthropic")
+        live.fake.script.append(say("from GLM"))
+        client = self.client(live)
+        message = await deferToThread(
+            client.messages.create,
+            model="glm-4.6",
+            max_tokens=16,
+            messages=[{"role": "user", "content": "hi"}],
+        )
+        self.assertEqual(message.content[0].text, "from GLM", rejections(live.fake))
+        [sent] = live.fake.messages
+        self.assertEqual(sent.headers[b"authorization"], b"Bearer " + API_KEY.encode())
+        self.assertNotIn(b"x-api-key", sent.headers)
+        self.assertNotIn(b"client-key", b"".join(sent.headers.values()))
+
     async def test_upstream_errors_keep_their_class(self) -> None:
         import anthropic
 
