@@ -248,10 +248,11 @@ class Bridge:
             if keep:
                 turn = current
             call.body = {**call.body, "input": past + current}
-        checkToolOutputs(call.body.get("input"))
         # The translator follows the first candidate's request: candidates
         # differ in dialect (what is sent), not in what their streams mean.
         chat = self.translate(call, call.candidates[0])
+        # After the translation, which refuses items of the wrong shape.
+        checkToolOutputs(call.body.get("input"))
         translator: Any = self.spoke.streamToHub(
             chat,
             response_id=rid,
