@@ -4,8 +4,8 @@ Keeping secrets home: every byte the gateway sends a client passes through
 one L{Redactor}, which replaces each configured credential (upstream keys,
 secret upstream headers, gateway keys, the Redis password).
 
-Some upstreams echo the request's C{Authorization} header in their errors,
-and a relay must not hand that back. The check runs at the edge (the
+Some upstreams echo the request's C{Authorization} (or Anthropic's
+C{x-api-key}) header in their errors, and a relay must not hand that back. The check runs at the edge (the
 site's request writes it), so no route can forget it, and it works on the
 bytes as they leave: streamed or not, relayed or translated.
 
