@@ -25,7 +25,7 @@ from codexgw.config.schema import (
     demo_upstream,
 )
 from codexgw.config.structure import SectionCheck, Structurer
-from codexgw.upstream.profiles import ProfileError, buildProfiles
+from codexgw.upstream.profiles import ALIASES, MESSAGES_PROFILES, ProfileError, buildProfiles
 
 
 def _upstream(s: Structurer, values: dict[str, Any]) -> None:
@@ -203,6 +203,17 @@ def profiles(s: Structurer, values: dict[str, Any]) -> None:
                 f"no profile named {upstream.provider!r} (built in: {', '.join(sorted(known))}; "
                 "or define it under profiles:)",
             )
+        elif _speaksMessages(upstream.provider) and upstream.wire_api != "messages":
+            s.problem(
+                f"upstreams.{name}.wire_api",
+                f"provider {upstream.provider!r} speaks Anthropic's Messages API: set "
+                "wire_api: messages (its base_url ending in /v1)",
+            )
+
+
+def _speaksMessages(provider: str) -> bool:
+    """A built-in profile (or alias) of Messages API servers."""
+    return ALIASES.get(provider, provider) in MESSAGES_PROFILES
 
 
 def redis(s: Structurer, values: dict[str, Any]) -> None:

@@ -223,3 +223,17 @@ class CancellationTests(SynchronousTestCase):
             self.assertEqual(
                 h.metric("codexgw_cancellations_total", route="/v1/messages"), 1.0, wire
             )
+
+
+class ConfigTests(SynchronousTestCase):
+    def test_an_anthropic_profile_on_a_chat_upstream_is_refused_with_the_fix(self) -> None:
+        from codexgw.config import ConfigError
+
+        for provider in ("anthropic", "kimi-anthropic"):
+            with self.assertRaises(ConfigError) as caught:
+                makeConfig(provider=provider)
+            self.assertIn("upstreams.main.wire_api", str(caught.exception))
+            self.assertIn("wire_api: messages", str(caught.exception))
+        makeConfig(provider="anthropic", wire_api="messages")
+        # A Chat profile on a Messages upstream is allowed (its key as Bearer).
+        makeConfig(provider="deepseek", wire_api="messages")
