@@ -23,6 +23,7 @@ from twisted.web.resource import IResource
 
 from codexgw.config import Config
 from codexgw.demo.model import DemoService
+from codexgw.dialects import HUB, SPOKES
 from codexgw.dialects.chat import CHAT
 from codexgw.http.auth import Authenticator
 from codexgw.http.bridge import Bridge
@@ -31,16 +32,17 @@ from codexgw.http.cors import CORSResource
 from codexgw.http.dispatch import Dispatcher
 from codexgw.http.exchange import Proxy
 from codexgw.http.limits import RequestLimits
+from codexgw.http.pairs import everyPair
 from codexgw.http.reverse import ReverseBridge
 from codexgw.http.routes import GatewayApp, Status
 from codexgw.http.site import GatewaySite, Redacting, connectionCap, openFileLimit
+from codexgw.http.websocket import WebSocketEndpoint, socketSettings
 from codexgw.obs.logs import redactConfigured
 from codexgw.obs.metrics import GatewayMetrics
 from codexgw.obs.redaction import Redactor, configSecrets
 from codexgw.state.lazy import LazyStore
 from codexgw.state.ratelimit import IRateLimiter, MemoryRateLimiter, RedisRateLimiter
 from codexgw.state.store import IResponseStore, RedisStore, SQLiteStore
-from codexgw.stream.adapters import CHAT_SSE
 from codexgw.stream.relay import SHUTDOWN
 from codexgw.upstream.client import Upstream, makePool
 from codexgw.upstream.failover import CircuitBreaker
@@ -152,25 +154,51 @@ class Gateway:
         elif not config.auth_enabled:
             log.warn("auth is switched off (auth.enabled: false): every request is served")
         sealKey = _sealKey(config)
-        self.bridge = Bridge(
-            spoke=CHAT,
+        # Every pair of dialects through the hub (pass-through pairs aside).
+        self.bridges = everyPair(
+            SPOKES,
+            lambda **kw: Bridge(
+                exchanges=self.proxy,
+                dispatcher=self.dispatcher,
+                store=self.store,
+                metrics=self.metrics,
+                clock=reactor,
+                dialectFor=dialectFor,
+                heartbeat=config.heartbeat_interval,
+                maxLine=config.max_sse_line_bytes,
+                sealKey=sealKey,
+                **kw,
+            ),
+            lambda early, **kw: ReverseBridge(
+                exchanges=self.proxy,
+                dispatcher=self.dispatcher,
+                clock=reactor if early else None,
+                heartbeat=config.heartbeat_interval,
+                **kw,
+            ),
+        )
+        bridge, reverse = self.bridges[(HUB, CHAT.name)], self.bridges[(CHAT.name, HUB)]
+        assert isinstance(bridge, Bridge) and isinstance(reverse, ReverseBridge)
+        self.bridge, self.reverse = bridge, reverse
+        # Compaction on every upstream dialect but the hub (which compacts itself).
+        self.compactors = {
+            name: Compactor(bridge=b, sealKey=sealKey, prompt=config.compaction_prompt)
+            for (client, name), b in self.bridges.items()
+            if client == HUB and isinstance(b, Bridge)
+        }
+        self.compactor = self.compactors[CHAT.name]
+        self.redactor = Redactor(configSecrets(config))
+        self.sockets = WebSocketEndpoint(
             exchanges=self.proxy,
-            dispatcher=self.dispatcher,
-            store=self.store,
+            authenticate=self.auth.authenticate,
+            authorize=lambda request, body: self.app.authorizeTurn(request, body),
+            serve=lambda turn: self.app.serveTurn(turn),
+            redactor=self.redactor,
             metrics=self.metrics,
             clock=reactor,
-            dialectFor=dialectFor,
-            heartbeat=config.heartbeat_interval,
-            maxLine=config.max_sse_line_bytes,
-            sealKey=sealKey,
-        )
-        self.compactor = Compactor(
-            bridge=self.bridge,
-            sealKey=sealKey,
-            prompt=config.compaction_prompt,
-        )
-        self.reverse = ReverseBridge(
-            spoke=CHAT, framing=CHAT_SSE, exchanges=self.proxy, dispatcher=self.dispatcher
+            settings=socketSettings(config),
+            enabled=config.websocket,
+            store=self.store,
         )
         self.app = GatewayApp(
             exchanges=self.proxy,
@@ -186,11 +214,13 @@ class Gateway:
             metrics=self.metrics,
             storedRelay=_storedRelay(config, self.upstreams),
             compactor=self.compactor,
+            compactors=self.compactors,
+            bridges=self.bridges,
+            sockets=self.sockets,
         )
         resource: IResource = self.app.app.resource()
         if config.cors.allowed_origins:
             resource = CORSResource(resource, config.cors)
-        self.redactor = Redactor(configSecrets(config))
         redactConfigured(self.redactor)
         self.resource: IResource = Redacting(resource, self.redactor)
 
@@ -264,6 +294,8 @@ class Gateway:
         C{deadline} seconds to finish before they are ended cleanly.
         """
         self.draining = True
+        # Sockets close once their turn in flight is done (1001).
+        self.sockets.drain()
         idle = self.proxy.idle()
         if idle.called:
             return idle
@@ -337,6 +369,7 @@ class Gateway:
     def close(self) -> Deferred[None]:
         """Release sockets: the demo listener and pooled upstream connections."""
         self._endAll()
+        self.sockets.drain()
         self.health.stop()
         waits: list[Deferred[Any]] = [self.pool.closeCachedConnections()]
         if self.store is not None:

@@ -27,7 +27,7 @@ DEFAULT_LISTEN = "tcp:8080:interface=127.0.0.1"
 DEMO_UPSTREAM = "demo"
 DEMO_MODEL = "codexgw-demo"
 """The built-in offline demo model's name (codexgw.demo serves it)."""
-WIRE_APIS = ("chat", "responses")
+WIRE_APIS = ("chat", "responses", "messages")
 
 
 @attrs.frozen
@@ -297,6 +297,11 @@ class Config:
     circuit_cooldown: float = _server(30.0, unit="seconds")
     request_timeout: float = _server(60.0, unit="seconds", doc="0 for no deadline")
     max_connections: int = _server(10000, minimum=0, doc="0 for no cap")
+    websocket: bool = _server(True, doc="serve the Responses API's WebSocket mode")
+    websocket_max_age: float = _server(3600.0, unit="seconds", doc="0 for no limit")
+    websocket_idle_timeout: float = _server(900.0, unit="seconds", doc="0 for none")
+    websocket_cache_responses: int = _server(16, minimum=1)
+    websocket_cache_bytes: int = _server(16 * 1024 * 1024, unit="bytes")
     seal_key: str | None = attrs.field(
         default=None,
         repr=False,

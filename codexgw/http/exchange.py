@@ -259,6 +259,10 @@ class Proxy:
             )
         content = request.content
         assert content is not None
+        parsed = getattr(request, "parsedBody", None)
+        if parsed is not None:
+            # A WebSocket turn: built by the socket, its bytes made from it.
+            return parsed, content.getvalue()
         content.seek(0, 2)
         size = content.tell()
         if getattr(request, "tooLarge", False) or size > self.maxBody:

@@ -40,8 +40,10 @@ from codexgw.http.compact import Compactor
 from codexgw.http.dispatch import Call, Dispatcher
 from codexgw.http.exchange import Exchange, Proxy
 from codexgw.http.limits import RequestLimits
+from codexgw.http.messages import MessagesRoute, anthropicError
 from codexgw.http.reverse import ReverseBridge
 from codexgw.http.site import STANDARD_HEADERS
+from codexgw.http.websocket import WebSocketEndpoint
 from codexgw.obs.logs import Throttle
 from codexgw.obs.metrics import CONTENT_TYPE, GatewayMetrics
 from codexgw.state.conversation import history
@@ -54,6 +56,8 @@ from codexgw.upstream.routing import Router
 CHAT = "/v1/chat/completions"
 RESPONSES = "/v1/responses"
 COMPACT = "/v1/responses/compact"
+MESSAGES = "/v1/messages"
+COUNT_TOKENS = "/v1/messages/count_tokens"
 
 log = Logger()
 
@@ -63,7 +67,12 @@ def _affinity(body: dict[str, Any], request: Request) -> str | None:
     key = body.get("prompt_cache_key")
     if isinstance(key, str) and key:
         return key
-    for name in (b"session-id", b"session_id", b"x-session-id"):
+    metadata = body.get("metadata")
+    user = metadata.get("user_id") if isinstance(metadata, dict) else None
+    if isinstance(user, str) and user:
+        # Claude Code's user_id names its session: the Messages cache key.
+        return user
+    for name in (b"session-id", b"session_id", b"x-session-id", b"x-claude-code-session-id"):
         value = request.getHeader(name)
         if value:
             return value.decode("latin-1")
@@ -156,6 +165,10 @@ class GatewayApp:
         metrics: GatewayMetrics,
         storedRelay: Upstream | None,
         compactor: Compactor | None = None,
+        compactors: Mapping[str, Compactor] | None = None,
+        bridges: Mapping[tuple[str, str], Any] | None = None,
+        messages: MessagesRoute | None = None,
+        sockets: WebSocketEndpoint | None = None,
     ) -> None:
         self.proxy = exchanges
         self._auth = auth
@@ -170,6 +183,19 @@ class GatewayApp:
         self._metrics = metrics
         self._storedRelay = storedRelay
         self._compactor = compactor
+        # Compaction through the upstream's spoke, by its wire_api.
+        self._compactors: dict[str, Compactor] = dict(compactors or {})
+        if compactor is not None:
+            self._compactors.setdefault("chat", compactor)
+        # What serves a client of one dialect from an upstream of another,
+        # by (client dialect, upstream wire_api); same-dialect pairs relay.
+        self._bridges: dict[tuple[str, str], Any] = {
+            ("responses", "chat"): bridge,
+            ("chat", "responses"): reverse,
+            **(bridges or {}),
+        }
+        self._messages = messages
+        self._sockets = sockets
         self._storeOutage = Throttle(status.clock)
 
     @app.route(CHAT, methods=["POST"])
@@ -179,6 +205,22 @@ class GatewayApp:
     @app.route(RESPONSES, methods=["POST"])
     async def responses(self, request: Request) -> bytes | None:
         return await self._api(request, RESPONSES, self._responses)
+
+    @app.route(RESPONSES, methods=["GET"])
+    def responses_socket(self, request: Request) -> bytes | Any:
+        # Synchronous: the upgrade happens as the request arrives, before
+        # the HTTP channel buffers the client's first frames.
+        if self._sockets is None:
+            return self.notAllowed(request, Failure(WZMethodNotAllowed(["POST"])))
+        return self._sockets.upgrade(request)
+
+    def serveTurn(self, request: Any) -> Awaitable[bytes | None]:
+        """One WebSocket turn, served as C{POST /v1/responses} is."""
+        return self._api(request, RESPONSES, self._responses)
+
+    def authorizeTurn(self, request: Request, body: dict[str, Any]) -> None:
+        """What a turn that calls no model is held to: the key and its models."""
+        self._auth.authorize(self._auth.authenticate(request), _model(body))
 
     @app.route(COMPACT, methods=["POST"])
     async def responses_compact(self, request: Request) -> bytes | None:
@@ -191,18 +233,55 @@ class GatewayApp:
         if call.wire_api == "responses":
             await self._relay(call, "/responses/compact")
         else:
-            await self._compactorFor().compact(call)
+            await self._compactorFor(call).compact(call)
 
-    def _compactorFor(self) -> Compactor:
-        if self._compactor is None:
+    def _compactorFor(self, call: Call) -> Compactor:
+        compactor = self._compactors.get(call.wire_api)
+        if compactor is None:
             raise NotFound("compaction is not served by this gateway", param="model")
-        return self._compactor
+        return compactor
 
     async def _chat(self, call: Call) -> None:
-        if call.wire_api == "responses":
-            await self._reverse.run(call)
-        else:
+        if call.wire_api == "chat":
             await self._relay(call, "/chat/completions")
+        else:
+            await self._bridgeFor("chat", call).run(call)
+
+    def _bridgeFor(self, client: str, call: Call) -> Any:
+        """What serves a C{client}-dialect call from its upstreams' dialect."""
+        bridge = self._bridges.get((client, call.wire_api))
+        if bridge is None:
+            raise InvalidRequest(
+                f"the model {call.model!r} is served by a {call.wire_api} upstream, "
+                f"which this route cannot reach",
+                param="model",
+            )
+        return bridge
+
+    @app.route(MESSAGES, methods=["POST"])
+    async def messages(self, request: Request) -> bytes | None:
+        return await self._api(
+            request, MESSAGES, self._messagesRoute().create, errorShape=anthropicError
+        )
+
+    @app.route(COUNT_TOKENS, methods=["POST"])
+    async def messages_count_tokens(self, request: Request) -> bytes | None:
+        return await self._api(
+            request, COUNT_TOKENS, self._messagesRoute().countTokens, errorShape=anthropicError
+        )
+
+    def _messagesRoute(self) -> MessagesRoute:
+        if self._messages is None:
+            self._messages = MessagesRoute(
+                exchanges=self.proxy,
+                dispatcher=self._dispatcher,
+                bridges={
+                    upstream: bridge
+                    for (client, upstream), bridge in self._bridges.items()
+                    if client == "messages"
+                },
+            )
+        return self._messages
 
     async def _responses(self, call: Call) -> None:
         # Field types are refused before anything is looked up or sent;
@@ -212,9 +291,9 @@ class GatewayApp:
             await self._relay(call, "/responses")
         elif is_trigger(call.body):
             # The Codex CLI's remote compaction: one compaction item back.
-            await self._compactorFor().trigger(call)
+            await self._compactorFor(call).trigger(call)
         else:
-            await self._bridge.run(call)
+            await self._bridgeFor("responses", call).run(call)
 
     async def _relay(self, call: Call, path: str) -> None:
         """Pass the request through untouched but for the model's name."""
@@ -233,11 +312,16 @@ class GatewayApp:
         await proxy.passThrough(ex, upstream, response, call.body.get("stream") is True)
 
     async def _api(
-        self, request: Request, route: str, work: Callable[[Call], Awaitable[None]]
+        self,
+        request: Request,
+        route: str,
+        work: Callable[[Call], Awaitable[None]],
+        errorShape: Callable[[GatewayError], tuple[int, bytes]] | None = None,
     ) -> bytes | None:
         """
         What every model route shares: shutdown, auth, the JSON body and
-        routing by model, then C{work}.
+        routing by model, then C{work}; errors in C{errorShape} when the
+        route's dialect is not OpenAI's.
         """
 
         async def model(ex: Exchange) -> None:
@@ -256,17 +340,22 @@ class GatewayApp:
             ex.model, ex.upstream = name, order[0].name
             await work(Call(ex, body, raw, name, order, upstreamModel))
 
-        return await self._serve(request, route, model)
+        return await self._serve(request, route, model, errorShape)
 
     async def _serve(
-        self, request: Request, route: str, work: Callable[[Exchange], Awaitable[None]]
+        self,
+        request: Request,
+        route: str,
+        work: Callable[[Exchange], Awaitable[None]],
+        errorShape: Callable[[GatewayError], tuple[int, bytes]] | None = None,
     ) -> bytes | None:
         """
-        Accounting for one request, and every failure turned into OpenAI's
-        error shape (or, once the client has gone, into nothing).
+        Accounting for one request, and every failure turned into the
+        route's error shape, OpenAI's by default (or, once the client has
+        gone, into nothing).
         """
         proxy = self.proxy
-        ex = proxy.begin(request, route)
+        ex = proxy.begin(request, route, errorShape)
         try:
             await work(ex)
             return None
@@ -485,7 +574,10 @@ class GatewayApp:
         return ex.fail(GatewayError("internal gateway error"))
 
     def _routeError(self, request: Request, error: GatewayError) -> bytes:
-        ex = self.proxy.begin(request, "unmatched")
+        # Anthropic's clients get their own shape under the Messages paths.
+        path = request.path or b""
+        shape = anthropicError if path.startswith(MESSAGES.encode()) else None
+        ex = self.proxy.begin(request, "unmatched", shape)
         try:
             return ex.fail(error)
         finally:

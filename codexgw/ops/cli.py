@@ -4,7 +4,8 @@ The C{codexgw} command for operators, beside C{twistd codexgw} (which serves):
 
   - C{codexgw check-config FILE}: validate a config as the server would;
   - C{codexgw probe}: ask a provider which dialect features it supports;
-  - C{codexgw codex-config}: the Codex CLI configuration for this gateway.
+  - C{codexgw codex-config}: the Codex CLI configuration for this gateway;
+  - C{codexgw claude-config}: the environment Claude Code needs for it.
 
 Results print in a human form, or as one JSON document with C{--json};
 progress goes to standard error so that standard output stays parseable.
@@ -105,6 +106,32 @@ def parser() -> argparse.ArgumentParser:
     codex.add_argument("--provider-name", default="codexgw", help="provider id in config.toml")
     codex.add_argument("--model", help="the default model (default: the first routed)")
     codex.add_argument("--json", action="store_true", help="print one JSON document")
+
+    claude = sub.add_parser(
+        "claude-config",
+        help="print the environment that points Claude Code at this gateway",
+        description="Print the shell environment a Claude Code user sets for this gateway "
+        "(ANTHROPIC_BASE_URL, the key variable, the models, and the switches that keep Claude "
+        "Code from calling Anthropic's own services).",
+    )
+    claude.add_argument("--config", metavar="FILE", help="the config (default: $CODEXGW_CONFIG)")
+    claude.add_argument(
+        "--base-url", metavar="URL", help="the gateway as clients reach it (default: from listen)"
+    )
+    claude.add_argument(
+        "--env-key",
+        metavar="VAR",
+        help="variable holding the gateway key (default CODEXGW_API_KEY when auth is on)",
+    )
+    claude.add_argument(
+        "--auth",
+        choices=("token", "api-key"),
+        default="token",
+        help="pass the key as ANTHROPIC_AUTH_TOKEN (token, the default) or ANTHROPIC_API_KEY",
+    )
+    claude.add_argument("--model", help="the main model (default: the first routed)")
+    claude.add_argument("--small-model", help="the fast model for small tasks (default: --model)")
+    claude.add_argument("--json", action="store_true", help="print one JSON document")
     return top
 
 
@@ -184,6 +211,30 @@ def codexConfig(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         err.write(f"wrote {len(data['models'])} model(s) to {catalogPath}\n")
     err.write("add this to ~/.codex/config.toml:\n")
     out.write(toml)
+    return 0
+
+
+def claudeConfig(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from codexgw.config import ConfigError, load
+    from codexgw.http import codex
+    from codexgw.ops import claude
+
+    try:
+        config = load(args.config, _WithoutSecrets())
+    except ConfigError as e:
+        err.write(f"codexgw: {e}\n")
+        return EX_PROBLEM
+    baseUrl = args.base_url or codex.baseUrlFor(config.listen)
+    if baseUrl is None:
+        err.write(f"codexgw: cannot tell a URL for listen {config.listen!r}; pass --base-url\n")
+        return EX_USAGE
+    envKey = args.env_key or ("CODEXGW_API_KEY" if config.auth_enabled else None)
+    variables = claude.claudeEnv(config, baseUrl, envKey, args.model, args.small_model, args.auth)
+    if args.json:
+        out.write(_dumps({"env": dict(variables), "env_key": envKey}))
+        return 0
+    err.write("set this in the shell that runs claude (or in ~/.claude/settings.json's env):\n")
+    out.write(claude.shellLines(config, baseUrl, variables))
     return 0
 
 
@@ -293,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         return checkConfig(args, out, err)
     if args.command == "codex-config":
         return codexConfig(args, out, err)
+    if args.command == "claude-config":
+        return claudeConfig(args, out, err)
     from twisted.internet import task
 
     code: list[int] = []
