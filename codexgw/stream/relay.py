@@ -131,11 +131,37 @@ class _Relay(Protocol):
 
     # Writing.
 
+    # What one reactor turn gave the client, written once at its end.
+    _pending: list[bytes] | None = None
+
     def write(self, data: bytes) -> None:
+        """
+        Queue C{data} for the client; it is written when this turn of the
+        reactor ends (or the relay does). An upstream read of many small
+        chunks (the HTTP client hands them over one by one) becomes one
+        write, one redaction pass and one HTTP chunk instead of one each:
+        bench/ showed per-chunk writes were most of a stream's cost.
+        """
         if self.firstByteAt is None:
             self.firstByteAt = self.clock.seconds()
         self.bytesOut += len(data)
-        self.request.write(data)
+        pending = self._pending
+        if pending is None:
+            self._pending = [data]
+            self.clock.callLater(0, self.flush)
+        else:
+            pending.append(data)
+
+    def flush(self) -> None:
+        """Write what is queued, unless the client has gone."""
+        pending = self._pending
+        if pending is None:
+            return
+        self._pending = None
+        request = self.request
+        if self.outcome is CLIENT_GONE or request.finished or request.channel is None:
+            return
+        request.write(pending[0] if len(pending) == 1 else b"".join(pending))
 
     # Timers.
 
@@ -197,6 +223,7 @@ class _Relay(Protocol):
         drop = False
         if outcome != CLIENT_GONE:
             drop = self.finishClient(outcome, reason)
+            self.flush()
         if request.producer is self and request.channel is not None:
             request.unregisterProducer()
         # Account before finishing: finishing fires the route's completion,

@@ -214,9 +214,12 @@ class StreamedRelayTests(SynchronousTestCase):
             self.h.reactor.advance(5)
 
     def test_events_reach_the_client_as_they_arrive(self) -> None:
+        # Written at the end of the reactor turn that read them.
         self.upstream.send(chunk("Hel"))
+        self.h.reactor.advance(0)
         self.assertEqual(self.body(), chunk("Hel"))
         self.upstream.send(chunk("lo") + b"data: [DONE]\n\n")
+        self.h.reactor.advance(0)
         self.assertEqual(self.body(), chunk("Hel") + chunk("lo") + b"data: [DONE]\n\n")
         self.upstream.end()
         self.assertTrue(self.client.raw.endswith(b"\r\n0\r\n\r\n"))
@@ -224,6 +227,23 @@ class StreamedRelayTests(SynchronousTestCase):
         self.assertEqual(status, 200)
         self.assertEqual(headers[b"content-type"], b"text/event-stream")
         self.assertEqual(headers[b"transfer-encoding"], b"chunked")
+
+    def test_the_chunks_of_one_read_leave_as_one_write(self) -> None:
+        # The HTTP client hands a read's chunks over one by one; the client
+        # gets them in one HTTP chunk (one write, one redaction pass).
+        for text in ("a", "b", "c"):
+            self.upstream.send(chunk(text))
+        self.assertEqual(self.client.raw, b"")
+        self.h.reactor.advance(0)
+        self.assertEqual(self.body(), chunk("a") + chunk("b") + chunk("c"))
+        head, _, rest = self.client.raw.partition(b"\r\n\r\n")
+        size, _, _ = rest.partition(b"\r\n")
+        self.assertEqual(int(size, 16), len(chunk("a") + chunk("b") + chunk("c")))
+
+    def test_what_is_queued_is_written_before_the_stream_ends(self) -> None:
+        self.upstream.send(chunk("a") + b"data: [DONE]\n\n")
+        self.upstream.end()
+        self.assertEqual(self.body(), chunk("a") + b"data: [DONE]\n\n")
 
     def test_client_pause_pauses_the_upstream_and_resume_resumes_it(self) -> None:
         self.upstream.send(chunk("a"))

@@ -62,6 +62,7 @@ class RelayTests(SynchronousTestCase):
         events = anthropic.textEvents(["Hel", "lo"])
         for e in events[:3]:
             response.send(e)
+        self.h.reactor.advance(0)  # the end of the reactor turn that read them
         self.assertIn(b"message_start", client.response()[2])
         for e in events[3:]:
             response.send(e)

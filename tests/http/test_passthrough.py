@@ -61,6 +61,7 @@ class ResponsesPassThroughTests(SynchronousTestCase):
             b'event: response.created\ndata: {"type":"response.created","sequence_number":0}\n\n'
         )
         upstream.send(event)
+        h.reactor.advance(0)  # the end of the reactor turn that read it
         self.assertEqual(client.response()[2], event)
         upstream.end()
         self.assertTrue(client.raw.endswith(b"\r\n0\r\n\r\n"))
