@@ -589,6 +589,7 @@ def sseEvent(event: dict[str, Any]) -> bytes:
 class FakeAnthropicUpstream(Resource):
     """
     @ivar received: every request, in order (L{Received}, as the Chat fake's).
+    @ivar raw: the body of each, as the bytes that came.
     @ivar script: L{Turn}s, L{Fail}s or callables C{(request, body)} that
         render or return the L{Turn} or L{Fail} to answer, used one per
         accepted POST /v1/messages, in order; when empty, a short text answer.
@@ -602,6 +603,7 @@ class FakeAnthropicUpstream(Resource):
         super().__init__()
         self.apiKey = apiKey
         self.received: list[Received] = []
+        self.raw: list[bytes] = []
         self.script: list[Step] = []
         self.rejected: list[tuple[int, int, str]] = []
         self.issued: dict[str, str] = {}
@@ -653,6 +655,7 @@ class FakeAnthropicUpstream(Resource):
 
         record.finished.addErrback(lost)
         self.received.append(record)
+        self.raw.append(raw)
         path = request.path.split(b"?")[0]
         try:
             checkHeaders(headers, self.apiKey)

@@ -544,6 +544,44 @@ class AnthropicSDKOntoMessagesTests(TestCase):
         self.assertNotIn(b"x-api-key", sent.headers)
         self.assertNotIn(b"client-key", b"".join(sent.headers.values()))
 
+    async def test_the_body_is_relayed_byte_for_byte(self) -> None:
+        live = MessagesGateway(self)
+        live.fake.script.append(say("untouched"))
+        raw = (
+            b'{"model":  "claude-sonnet-4-5", "max_tokens": 16,\n "messages": '
+            b'[{"role": "user", "content": "h\\u00e9llo"}], "metadata": {"user_id": "u-1"}}'
+        )
+        response = await live.http.post(
+            live.root + "/v1/messages?beta=true",
+            data=raw,
+            headers={
+                "x-api-key": "client-key",
+                "anthropic-version": "2023-06-01",
+                "anthropic-beta": "claude-code-20250219,interleaved-thinking-2025-05-14",
+                "content-type": "application/json",
+            },
+        )
+        self.assertEqual(response.code, 200)
+        self.assertEqual((await response.json())["content"][0]["text"], "untouched")
+        self.assertEqual(live.fake.raw[-1], raw)
+        [sent] = live.fake.messages
+        self.assertEqual(
+            sent.headers[b"anthropic-beta"], b"claude-code-20250219,interleaved-thinking-2025-05-14"
+        )
+
+    async def test_too_large_a_request_is_request_too_large(self) -> None:
+        import anthropic
+
+        live = MessagesGateway(self, server={"max_body_bytes": 4096})
+        client = self.client(live)
+        create = lambda: client.messages.create(  # noqa: E731
+            model=MODEL, max_tokens=10, messages=[{"role": "user", "content": "x" * 8000}]
+        )
+        error = await self.assertFailure(deferToThread(create), anthropic.APIStatusError)
+        self.assertEqual(error.status_code, 413)
+        self.assertEqual(error.body["error"]["type"], "request_too_large")
+        self.assertEqual(live.fake.messages, [])
+
     async def test_upstream_errors_keep_their_class(self) -> None:
         import anthropic
 

@@ -406,6 +406,7 @@ class OpenAISDKOntoMessagesTests(TestCase):
                 input_tokens=20,
                 output_tokens=4,
                 cache_read_input_tokens=30,
+                cache_creation_input_tokens=10,
             )
         )
         client = self.client(live)
@@ -417,8 +418,9 @@ class OpenAISDKOntoMessagesTests(TestCase):
         )
         self.assertEqual(response.output_text, "Bonjour from Claude", rejections(live.fake))
         self.assertEqual(response.status, "completed")
-        # Anthropic's input_tokens leave out the cache: the Responses count has them all.
-        self.assertEqual(response.usage.input_tokens, 50)
+        # Anthropic's input_tokens leave out cache reads and writes: the
+        # Responses count has them all.
+        self.assertEqual(response.usage.input_tokens, 60)
         self.assertEqual(response.usage.input_tokens_details.cached_tokens, 30)
         self.assertEqual(response.usage.output_tokens, 4)
         [sent] = live.fake.messages
