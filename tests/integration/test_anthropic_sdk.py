@@ -20,7 +20,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.server import NOT_DONE_YET
 
 from tests.fakes import faults
-from tests.fakes.anthropic_upstream import API_KEY, say
+from tests.fakes.anthropic_upstream import API_KEY, Fail, say
 from tests.fakes.chat_upstream import chatChunk, textStream
 from tests.integration.test_codex_cli import sse, toolCallStream
 from tests.integration.test_integration import LiveGateway
@@ -582,10 +582,46 @@ class AnthropicSDKOntoMessagesTests(TestCase):
         self.assertEqual(error.body["error"]["type"], "request_too_large")
         self.assertEqual(live.fake.messages, [])
 
+    async def test_an_overloaded_claude_fails_over_to_a_compatible_endpoint(self) -> None:
+        # (A route's upstreams speak one wire_api: the config refuses a mix.)
+        from tests.fakes.anthropic_upstream import FakeAnthropicUpstream
+        from tests.integration.test_integration import serve
+
+        backup = FakeAnthropicUpstream(apiKey="sk-deepseek")
+        backupPort = serve(self, backup).getHost().port
+        live = MessagesGateway(
+            self,
+            extraUpstreams={
+                "deepseek": {
+                    "base_url": f"http://127.0.0.1:{backupPort}/v1",
+                    "wire_api": "messages",
+                    "provider": "deepseek-anthropic",
+                    "api_key": "sk-deepseek",
+                    "retries": {"max_attempts": 1},
+                }
+            },
+            models=[
+                {"match": "claude-*", "upstream": "claude", "fallbacks": ["deepseek"]},
+            ],
+        )
+        live.fake.script.append(Fail("overloaded_error", "Overloaded"))
+        backup.script.append(say("from the fallback"))
+        client = self.client(live)
+
+        def streamed() -> Any:
+            with client.messages.stream(
+                model=MODEL, max_tokens=32, messages=[{"role": "user", "content": "hi"}]
+            ) as stream:
+                return stream.get_final_message()
+
+        final = await deferToThread(streamed)
+        self.assertEqual(final.content[0].text, "from the fallback", rejections(backup))
+        self.assertEqual(len(live.fake.messages), 1)
+        [sent] = backup.messages
+        self.assertEqual(sent.headers[b"x-api-key"], b"sk-deepseek")
+
     async def test_upstream_errors_keep_their_class(self) -> None:
         import anthropic
-
-        from tests.fakes.anthropic_upstream import Fail
 
         live = MessagesGateway(self)
         live.fake.script += [

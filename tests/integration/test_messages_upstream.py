@@ -58,6 +58,7 @@ class MessagesGateway:
         wire_api: str = "messages",
         provider: str | None = "anthropic",
         upstreamExtra: dict[str, Any] | None = None,
+        extraUpstreams: dict[str, Any] | None = None,
         **top: Any,
     ) -> None:
         self.fake = upstream if upstream is not None else FakeAnthropicUpstream()
@@ -73,7 +74,7 @@ class MessagesGateway:
             settings["provider"] = provider
         config = parse(
             {
-                "upstreams": {"claude": settings},
+                "upstreams": {"claude": settings, **(extraUpstreams or {})},
                 "default_upstream": "claude",
                 "store": {"backend": "none"},
                 **top,
