@@ -620,6 +620,24 @@ class AnthropicSDKOntoMessagesTests(TestCase):
         [sent] = backup.messages
         self.assertEqual(sent.headers[b"x-api-key"], b"sk-deepseek")
 
+    async def test_a_silent_upstream_times_out_in_anthropics_shape(self) -> None:
+        import anthropic
+
+        from tests.fakes import faults
+
+        live = MessagesGateway(self, upstreamExtra={"timeouts": {"first_byte": 0.5}})
+        live.fake.script.append(lambda request, body: faults.stall()(request, body))
+        client = self.client(live)
+        create = lambda: client.messages.create(  # noqa: E731
+            model=MODEL, max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+        )
+        error = await self.assertFailure(deferToThread(create), anthropic.APIStatusError)
+        self.assertGreaterEqual(error.status_code, 500)
+        self.assertEqual(error.body["type"], "error")
+        self.assertIn(
+            error.body["error"]["type"], ("api_error", "timeout_error", "overloaded_error")
+        )
+
     async def test_upstream_errors_keep_their_class(self) -> None:
         import anthropic
 
