@@ -28,6 +28,7 @@ from twisted.web.iweb import IResponse
 from codexgw.dialects.messages.errors import (
     estimate_tokens,
     messages_error_body,
+    messages_error_status,
     stream_error_event,
 )
 from codexgw.errors import GatewayError, InvalidRequest
@@ -64,9 +65,10 @@ def anthropicError(error: GatewayError) -> tuple[int, bytes]:
     C{{"type": "error", "error": {"type", "message"}}}, the type by status
     (400 C{invalid_request_error}, 401 C{authentication_error}, 403
     C{permission_error}, 404 C{not_found_error}, 413 C{request_too_large},
-    429 C{rate_limit_error}, 500 C{api_error}, 529 C{overloaded_error}).
+    429 C{rate_limit_error}, 500 C{api_error}, 529 C{overloaded_error}); a
+    context overflow 400, in Anthropic's words ("prompt is too long").
     """
-    return error.status, orjson.dumps(messages_error_body(error))
+    return messages_error_status(error), orjson.dumps(messages_error_body(error))
 
 
 DEFAULTS = {b"anthropic-version": ANTHROPIC_VERSION.encode()}

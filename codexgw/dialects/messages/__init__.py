@@ -14,6 +14,7 @@ from codexgw.dialects.messages.errors import (
     error_type,
     estimate_tokens,
     messages_error_body,
+    messages_error_status,
     stream_error_event,
     upstream_error,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "estimate_tokens",
     "message_as_event",
     "messages_error_body",
+    "messages_error_status",
     "messages_to_responses",
     "responses_to_messages",
     "stream_error_event",

@@ -11,6 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from codexgw.dialects.messages import MESSAGES
 from codexgw.dialects.messages.errors import (
+    context_overflow_message,
     error_type,
     estimate_tokens,
     messages_error_body,
@@ -21,6 +22,7 @@ from codexgw.errors import (
     NotFound,
     RateLimited,
     Unauthorized,
+    UpstreamFailed,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
@@ -123,6 +125,128 @@ class ClientShapeTests(SynchronousTestCase):
             stream_error_event("server_is_overloaded", "m")["error"]["type"], "overloaded_error"
         )
         self.assertEqual(stream_error_event(None, "m")["error"]["type"], "api_error")
+
+    def test_anthropic_type_names_stay_as_they_are(self) -> None:
+        # An upstream of Anthropic's dialect names the type itself; it is
+        # not a hub code to map.
+        for kind in (
+            "invalid_request_error",
+            "authentication_error",
+            "permission_error",
+            "not_found_error",
+            "request_too_large",
+            "rate_limit_error",
+            "api_error",
+            "overloaded_error",
+        ):
+            self.assertEqual(stream_error_event(kind, "m")["error"]["type"], kind)
+        self.assertEqual(stream_error_event("frobnicated", "m")["error"]["type"], "api_error")
+
+
+#: OpenAI's (and DeepSeek's, and vLLM's) words for a context overflow.
+OPENAI_TOO_LONG = (
+    "This model's maximum context length is 128000 tokens. However, your messages resulted "
+    "in 130000 tokens. Please reduce the length of the messages."
+)
+
+
+class ContextOverflowTests(SynchronousTestCase):
+    """
+    Claude Code knows a context overflow by Anthropic's words, "prompt is
+    too long" (it compacts, reading the numbers of "N tokens > M
+    maximum"), and a C{max_tokens} too large for the room left by
+    "input length and `max_tokens` exceed context limit: N + K > M"
+    (it retries with less).
+    """
+
+    def test_openai_words_become_anthropics_with_the_numbers(self) -> None:
+        for message, expected in [
+            (OPENAI_TOO_LONG, "prompt is too long: 130000 tokens > 128000 maximum"),
+            (
+                "This model's maximum context length is 131072 tokens. However, you requested "
+                "140000 tokens (139000 in the messages, 1000 in the completion). Please reduce "
+                "the length of the messages or completion.",
+                "prompt is too long: 139000 tokens > 131072 maximum",
+            ),
+            (
+                "This model's maximum context length is 4096 tokens. However, your request has "
+                "5000 input tokens. Please reduce the length of the input messages.",
+                "prompt is too long: 5000 tokens > 4096 maximum",
+            ),
+        ]:
+            self.assertEqual(context_overflow_message(message), expected)
+
+    def test_a_max_tokens_that_does_not_fit_is_worded_so(self) -> None:
+        expected = (
+            "input length and `max_tokens` exceed context limit: {} + {} > {}, decrease input "
+            "length or `max_tokens` and try again"
+        )
+        for message, numbers in [
+            (
+                "This model's maximum context length is 128000 tokens. However, you requested "
+                "130000 tokens (100000 in the messages, 30000 in the completion). Please reduce "
+                "the length of the messages or completion.",
+                (100000, 30000, 128000),
+            ),
+            (
+                "'max_tokens' or 'max_completion_tokens' is too large: 32000. This model's "
+                "maximum context length is 32768 tokens and your request has 1000 input tokens "
+                "(32000 > 32768 - 1000).",
+                (1000, 32000, 32768),
+            ),
+        ]:
+            self.assertEqual(context_overflow_message(message), expected.format(*numbers))
+
+    def test_words_without_numbers_follow_prompt_is_too_long(self) -> None:
+        message = "Your input exceeds the context window of this model. Please adjust your input."
+        self.assertEqual(context_overflow_message(message), f"prompt is too long: {message}")
+
+    def test_anthropics_own_words_are_kept(self) -> None:
+        for message in (
+            "prompt is too long: 210000 tokens > 200000 maximum",
+            "input length and `max_tokens` exceed context limit: 188059 + 21333 > 200000, "
+            "decrease input length or `max_tokens` and try again",
+        ):
+            self.assertEqual(context_overflow_message(message), message)
+
+    def test_an_error_answer_is_worded_so(self) -> None:
+        error = InvalidRequest(OPENAI_TOO_LONG, code="context_length_exceeded")
+        self.assertEqual(
+            messages_error_body(error),
+            {
+                "type": "error",
+                "error": {
+                    "type": "invalid_request_error",
+                    "message": "prompt is too long: 130000 tokens > 128000 maximum",
+                },
+            },
+        )
+
+    def test_an_overflow_that_failed_a_stream_is_an_invalid_request(self) -> None:
+        # A client that did not stream, of an upstream that failed its
+        # stream: Anthropic answers a too-long prompt 400, never a 5xx.
+        error = UpstreamFailed(
+            "Your input exceeds the context window", code="context_length_exceeded"
+        )
+        self.assertEqual(messages_error_body(error)["error"]["type"], "invalid_request_error")
+
+    def test_a_stream_error_event_is_worded_so(self) -> None:
+        self.assertEqual(
+            stream_error_event("context_length_exceeded", OPENAI_TOO_LONG),
+            {
+                "type": "error",
+                "error": {
+                    "type": "invalid_request_error",
+                    "message": "prompt is too long: 130000 tokens > 128000 maximum",
+                },
+            },
+        )
+
+    def test_other_errors_keep_their_words(self) -> None:
+        self.assertEqual(messages_error_body(InvalidRequest("bad"))["error"]["message"], "bad")
+        self.assertEqual(
+            stream_error_event("rate_limit_exceeded", "slow")["error"]["message"], "slow"
+        )
 
 
 class EstimateTests(SynchronousTestCase):
