@@ -101,6 +101,31 @@ class MessagesClientOnChatTests(SynchronousTestCase):
         self.assertEqual(delta["delta"]["stop_reason"], "end_turn")
         self.assertEqual(delta["usage"]["output_tokens"], 2)
 
+    def test_system_messages_among_the_turns_stay_in_their_place(self) -> None:
+        # Claude Code, for a model it does not know, sends its reminders as
+        # a trailing role "system" message (the 2026 API).
+        client = self.h.connect()
+        billing = "x-anthropic-billing-header: cc_version=2.1.197.1f8; cc_entrypoint=sdk-cli;"
+        client.post(
+            MESSAGES,
+            anthropic.request(
+                system=[{"type": "text", "text": billing}, {"type": "text", "text": "Be brief."}],
+                messages=[
+                    {"role": "user", "content": "hi"},
+                    {"role": "system", "content": [{"type": "text", "text": "Agents: none."}]},
+                ],
+            ),
+        )
+        body = orjson.loads(self.h.sent[0].body)
+        self.assertEqual(
+            body["messages"],
+            [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "hi"},
+                {"role": "system", "content": "Agents: none."},
+            ],
+        )
+
     def test_a_whole_answer_is_one_message(self) -> None:
         client = self.h.connect()
         client.post(MESSAGES, anthropic.request("hi"))
@@ -194,6 +219,36 @@ class MessagesClientOnChatTests(SynchronousTestCase):
         status, _, raw = client.response()
         self.assertEqual(status, 500)
         self.assertEqual(orjson.loads(raw)["error"]["type"], "api_error")
+
+    def test_a_context_overflow_is_anthropics_prompt_is_too_long(self) -> None:
+        # The words Claude Code compacts on, with the numbers it reads.
+        client = self.h.connect()
+        client.post(MESSAGES, anthropic.request(stream=True))
+        self.h.sent[0].respond(
+            400,
+            {b"content-type": b"application/json"},
+            orjson.dumps(
+                {
+                    "error": {
+                        "message": "This model's maximum context length is 128000 tokens. "
+                        "However, your messages resulted in 130000 tokens. Please reduce the "
+                        "length of the messages.",
+                        "type": "invalid_request_error",
+                        "param": "messages",
+                        "code": "context_length_exceeded",
+                    }
+                }
+            ),
+        )
+        status, _, raw = client.response()
+        self.assertEqual(status, 400)
+        self.assertEqual(
+            orjson.loads(raw)["error"],
+            {
+                "type": "invalid_request_error",
+                "message": "prompt is too long: 130000 tokens > 128000 maximum",
+            },
+        )
 
     def test_ping_events_keep_a_client_waiting_on_a_silent_upstream(self) -> None:
         client = self.h.connect()
@@ -314,6 +369,49 @@ class MessagesClientOnResponsesTests(SynchronousTestCase):
         status, _, raw = client.response()
         self.assertEqual(status, 404)
         self.assertEqual(orjson.loads(raw)["error"]["type"], "not_found_error")
+
+    def failedTooLong(self) -> bytes:
+        shell = {"id": "resp_big", "object": "response", "status": "in_progress", "output": []}
+        error = {
+            "code": "context_length_exceeded",
+            "message": "Your input exceeds the context window of this model.",
+        }
+        return encodeEvents(
+            [
+                {"type": "response.created", "sequence_number": 0, "response": shell},
+                {
+                    "type": "response.failed",
+                    "sequence_number": 1,
+                    "response": dict(shell, status="failed", error=error),
+                },
+            ]
+        )
+
+    def test_a_stream_failed_for_a_context_overflow_ends_in_prompt_is_too_long(self) -> None:
+        client = self.h.connect()
+        client.post(MESSAGES, anthropic.request(stream=True))
+        self.h.sent[0].respond(200, SSE, self.failedTooLong())
+        name, data = events(client.response()[2])[-1]
+        self.assertEqual(name, "error")
+        self.assertEqual(
+            data["error"],
+            {
+                "type": "invalid_request_error",
+                "message": "prompt is too long: Your input exceeds the context window of this "
+                "model.",
+            },
+        )
+
+    def test_a_whole_answer_failed_for_a_context_overflow_is_a_400(self) -> None:
+        # Anthropic answers a prompt too long 400: a 5xx would be retried.
+        client = self.h.connect()
+        client.post(MESSAGES, anthropic.request())
+        self.h.sent[0].respond(200, SSE, self.failedTooLong())
+        status, _, raw = client.response()
+        self.assertEqual(status, 400)
+        error = orjson.loads(raw)["error"]
+        self.assertEqual(error["type"], "invalid_request_error")
+        self.assertTrue(error["message"].startswith("prompt is too long: "), error)
 
 
 class ResponsesClientOnMessagesTests(SynchronousTestCase):

@@ -3,13 +3,14 @@
 An Anthropic Messages request as a Responses request, for Messages clients
 (Claude Code, the anthropic SDKs) served by a Responses upstream.
 
-C{system} becomes C{instructions}; each message's blocks become input items
-in order (a C{tool_use} a C{function_call}, a C{tool_result} a
-C{function_call_output}, text and images a message). A thinking block
-becomes the reasoning item it stood for when this spoke made it (its
-signature packs the item's id and C{encrypted_content},
-L{codexgw.dialects.messages.thinking}), so reasoning survives the client's
-round trip with no server state. The upstream always streams and never
+C{system} becomes C{instructions} (but for Claude Code's billing line), and
+a system message among the turns a C{developer} message in its place; each
+message's blocks become input items in order (a C{tool_use} a
+C{function_call}, a C{tool_result} a C{function_call_output}, text and
+images a message). A thinking block becomes the reasoning item it stood
+for when this spoke made it (its signature packs the item's id and
+C{encrypted_content}, L{codexgw.dialects.messages.thinking}), so reasoning
+survives the client's round trip with no server state. The upstream always streams and never
 stores, whatever the client wanted: the gateway needs the stream, and the
 client sends the whole conversation every turn.
 """
@@ -72,6 +73,43 @@ class HubRequest:
     client_stream: bool
     dropped_fields: list[str]
     thinking: bool = False
+
+
+BILLING_HEADER = "x-anthropic-billing-header:"
+"""How Claude Code's first system block opens: Anthropic billing metadata
+(C{cc_version=2.1.197.<hash>; cc_entrypoint=…}) that changes from session to
+session and means nothing to another model."""
+
+
+def _without_billing(text: str) -> str | None:
+    """C{text} without the billing line it opens with, or None if it has none."""
+    if not text.lstrip().startswith(BILLING_HEADER):
+        return None
+    return text.lstrip().partition("\n")[2].lstrip("\n")
+
+
+def _instructions(system: Any, dropped: list[str]) -> str:
+    """
+    C{system} as C{instructions}, without Claude Code's billing line: sent,
+    it would open every session's prompt differently, and upstreams that
+    cache by prefix (OpenAI, DeepSeek, vLLM) would never hit past it.
+    """
+    if isinstance(system, str):
+        rest = _without_billing(system)
+        if rest is None:
+            return system
+        dropped.append("system (x-anthropic-billing-header)")
+        return rest
+    if isinstance(system, list):
+        blocks = list(system)
+        for i, block in enumerate(blocks):
+            if isinstance(block, dict) and isinstance(block.get("text"), str):
+                rest = _without_billing(block["text"])
+                if rest is not None:
+                    dropped.append(f"system[{i}] (x-anthropic-billing-header)")
+                    blocks[i] = dict(block, text=rest)  # an empty text is skipped
+        return _text(blocks, "system")
+    return _text(system, "system")
 
 
 def _text(content: Any, where: str) -> str:
@@ -160,8 +198,13 @@ def _messages(messages: Any) -> _Items:
         if not isinstance(message, dict):
             raise InvalidRequest(f"{where} must be an object", param=where)
         role = message.get("role")
+        if role == "system":
+            _system_message(out, message.get("content"), where)
+            continue
         if role not in ("user", "assistant"):
-            raise InvalidRequest(f"{where}.role must be user or assistant", param=f"{where}.role")
+            raise InvalidRequest(
+                f"{where}.role must be user, assistant or system", param=f"{where}.role"
+            )
         out.flush()
         out.role = role
         text_type = "input_text" if role == "user" else "output_text"
@@ -221,6 +264,22 @@ def _messages(messages: Any) -> _Items:
                 )
     out.flush()
     return out
+
+
+def _system_message(out: _Items, content: Any, where: str) -> None:
+    """
+    A system message among the turns (the 2026 API; Claude Code sends its
+    reminders so for a model it does not know) as a C{developer} message in
+    its place, the role the Responses API gives instructions in the input
+    (the Codex CLI sends its own so). Text blocks only, as Anthropic takes.
+    """
+    text = _text(content, f"{where}.content")
+    if not text:
+        out.dropped.append(f"{where} (an empty system message)")
+        return
+    out.add(
+        {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": text}]}
+    )
 
 
 def _reasoning(block: dict[str, Any]) -> dict[str, Any] | None:
@@ -340,7 +399,9 @@ def messages_to_responses(body: Any, *, upstream_model: str | None = None) -> Hu
     }
     system = body.get("system")
     if system:
-        out["instructions"] = _text(system, "system")
+        instructions = _instructions(system, dropped)
+        if instructions:
+            out["instructions"] = instructions
     if body.get("tools"):
         out["tools"] = _tools(body["tools"], dropped)
         if not out["tools"]:

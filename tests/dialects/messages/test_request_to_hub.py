@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from twisted.trial.unittest import SynchronousTestCase
 
 from codexgw.dialects.messages import MESSAGES
@@ -39,9 +40,14 @@ class ClaudeCodeTests(SynchronousTestCase):
         self.assertTrue(self.result.thinking)
 
     def test_system_blocks_are_instructions_without_cache_control(self) -> None:
-        self.assertTrue(self.hub["instructions"].startswith("x-anthropic-billing-header"))
-        self.assertIn("You are a Claude agent", self.hub["instructions"])
+        self.assertTrue(self.hub["instructions"].startswith("You are a Claude agent"))
         self.assertNotIn("cache_control", str(self.hub))
+
+    def test_the_billing_line_is_not_sent(self) -> None:
+        # Its cc_version changes from session to session: sent, it would
+        # defeat an upstream's prefix cache.
+        self.assertNotIn("x-anthropic-billing-header", orjson.dumps(self.hub).decode())
+        self.assertIn("system[0] (x-anthropic-billing-header)", self.result.dropped_fields)
 
     def test_messages_become_items_in_order(self) -> None:
         kinds = [(i["type"], i.get("role")) for i in self.hub["input"]]
@@ -234,7 +240,11 @@ class RuleTests(SynchronousTestCase):
 
     def test_bad_blocks_name_the_field(self) -> None:
         for messages, param in [
-            ([{"role": "system", "content": "x"}], "messages[0].role"),
+            ([{"role": "tool", "content": "x"}], "messages[0].role"),
+            (
+                [{"role": "system", "content": [{"type": "image", "source": {}}]}],
+                "messages[0].content[0]",
+            ),
             (
                 [{"role": "user", "content": [{"type": "tool_use", "id": "t", "name": "n"}]}],
                 "messages[0].content[0]",
@@ -245,3 +255,84 @@ class RuleTests(SynchronousTestCase):
             with self.assertRaises(InvalidRequest) as caught:
                 messages_to_responses(body(messages=messages))
             self.assertEqual(caught.exception.param, param)
+
+
+class SystemTests(SynchronousTestCase):
+    def test_system_messages_among_the_turns_are_developer_messages_in_place(self) -> None:
+        # The 2026 API takes role "system" messages in `messages`; Claude
+        # Code sends its reminders so for a model it does not know.
+        result = messages_to_responses(
+            body(
+                system="Be terse.",
+                messages=[
+                    {"role": "user", "content": "hi"},
+                    {"role": "system", "content": "Answer in French."},
+                    {"role": "assistant", "content": "Salut"},
+                    {
+                        "role": "system",
+                        "content": [
+                            {"type": "text", "text": "One", "cache_control": {"type": "ephemeral"}},
+                            {"type": "text", "text": "Two"},
+                        ],
+                    },
+                    {"role": "user", "content": "more"},
+                ],
+            )
+        )
+        hub = result.body
+        check_create(hub, bridged=False)
+        self.assertEqual(hub["instructions"], "Be terse.")
+        self.assertEqual(
+            [(i["role"], i["content"][0]["text"]) for i in hub["input"]],
+            [
+                ("user", "hi"),
+                ("developer", "Answer in French."),
+                ("assistant", "Salut"),
+                ("developer", "One\n\nTwo"),
+                ("user", "more"),
+            ],
+        )
+        self.assertEqual(hub["input"][1]["content"][0]["type"], "input_text")
+
+    def test_an_empty_system_message_is_dropped_with_a_note(self) -> None:
+        result = messages_to_responses(
+            body(messages=[{"role": "user", "content": "hi"}, {"role": "system", "content": ""}])
+        )
+        self.assertEqual([i["role"] for i in result.body["input"]], ["user"])
+        self.assertEqual(result.dropped_fields, ["messages[1] (an empty system message)"])
+
+    def test_the_billing_line_is_dropped_from_system_however_it_comes(self) -> None:
+        billing = "x-anthropic-billing-header: cc_version=2.1.197.1f8; cc_entrypoint=sdk-cli;"
+        for system, instructions in [
+            ([{"type": "text", "text": billing}, {"type": "text", "text": "Be an agent."}], None),
+            (f"{billing}\nBe an agent.", None),
+            ([{"type": "text", "text": f"{billing}\n\nBe an agent."}], None),
+            ("Mention x-anthropic-billing-header: later.", "keep"),
+        ]:
+            result = messages_to_responses(body(system=system))
+            if instructions == "keep":
+                self.assertEqual(result.body["instructions"], system)
+                self.assertEqual(result.dropped_fields, [])
+            else:
+                self.assertEqual(result.body["instructions"], "Be an agent.", system)
+                self.assertEqual(len(result.dropped_fields), 1, result.dropped_fields)
+
+    def test_a_system_of_only_the_billing_line_sends_no_instructions(self) -> None:
+        system = [{"type": "text", "text": "x-anthropic-billing-header: cc_version=1;"}]
+        self.assertNotIn("instructions", messages_to_responses(body(system=system)).body)
+
+    def test_two_sessions_send_the_same_instructions(self) -> None:
+        def session(version: str) -> Any:
+            return messages_to_responses(
+                body(
+                    system=[
+                        {
+                            "type": "text",
+                            "text": f"x-anthropic-billing-header: cc_version={version};",
+                        },
+                        {"type": "text", "text": "You are a Claude agent."},
+                    ]
+                )
+            ).body["instructions"]
+
+        self.assertEqual(session("2.1.197.1f8"), session("2.1.197.fa0"))
