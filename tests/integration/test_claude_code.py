@@ -758,6 +758,21 @@ class ClaudeCodeOntoChatTests(TestCase):
         )
         self.assertNotIn(BILLING, first["content"][:200])
 
+    async def test_a_stream_broken_midway_is_retried_not_taken_as_the_answer(self) -> None:
+        # The upstream dies after "Hel": Claude Code must see an error event
+        # it retries, not a message that ends there.
+        from tests.fakes import faults
+
+        live = LiveGateway(self)
+        live.upstream.script += [
+            faults.sseThen(faults.FIRST, "reset"),
+            sse(textStream(["second ", "try"])),
+        ]
+        run = await runClaude(self, live.base.removesuffix("/v1"), "say hello", retries=2)
+        self.assertEqual(run.code, 0, run.why())
+        self.assertEqual(run.out.strip(), "second try")
+        self.assertEqual(len(chats(live.upstream)), 2)
+
     async def test_rate_limit_is_waited_out_and_retried(self) -> None:
         live = LiveGateway(self)
         live.upstream.script += [
@@ -965,6 +980,14 @@ class ClaudeCodeOntoMessagesTests(TestCase):
         self.assertEqual(run.code, 0, run.why(rejections(live.fake)))
         self.assertIn("Third time", run.out)
         self.assertEqual(len(live.fake.messages), 3)
+
+    async def test_an_error_inside_the_stream_is_relayed_and_retried(self) -> None:
+        live = MessagesGateway(self)
+        live.fake.script += [Fail("overloaded_error", "Overloaded", in_stream=True), say("again")]
+        run = await runClaude(self, live.root, "hi", retries=2)
+        self.assertEqual(run.code, 0, run.why(rejections(live.fake)))
+        self.assertEqual(run.out.strip(), "again")
+        self.assertEqual(len(live.fake.messages), 2)
 
     async def test_gateway_key_as_bearer_token(self) -> None:
         live = MessagesGateway(self, auth={"keys": [{"name": "cc", "key": "gw-claude-key"}]})
