@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.test_messages_upstream.FakeAnthropicTests -*-
 """
 A fake Anthropic Messages server for integration tests: a plain twisted.web
 resource, served on a real loopback port, that records what it was sent and
@@ -10,9 +11,11 @@ C{anthropic-version}; C{max_tokens}; user and assistant turns alternating
 (the 2026 API merges repeated turns, the compatible endpoints refuse them:
 a bridge must not lean on merging), system messages among them text only;
 non-empty text blocks; every C{tool_use} answered, ids matching, by
-C{tool_result} blocks that open the very next user message; tools shaped
-C{{name, description, input_schema}}; no unknown top-level fields ("Extra
-inputs are not permitted"); beta fields only with their C{anthropic-beta};
+C{tool_result} blocks that open the very next user message; tools declared
+whenever tool blocks appear, shaped C{{name, description, input_schema}}; no
+unknown top-level fields ("Extra inputs are not permitted"); beta fields
+only with their C{anthropic-beta}; no sampling knobs under the 2026-10-21
+version;
 and, with thinking on, a sane C{budget_tokens} and, on a tool-use turn, the
 assistant message opening with the thinking block this server issued,
 signature unchanged. A refusal is a 400 in Anthropic's error shape and is
