@@ -534,6 +534,40 @@ class OpenAISDKOntoMessagesTests(TestCase):
         self.assertEqual(assistant["content"][0]["thinking"], thought)
         self.assertEqual(live.fake.issued[assistant["content"][0]["signature"]], thought)
 
+    async def test_previous_response_id_continues_a_thinking_tool_loop(self) -> None:
+        # store: true (the openai SDK's default): the gateway keeps the turn
+        # and rebuilds it for the next, thinking block and signature included.
+        live = MessagesGateway(
+            self, store={"backend": "sqlite", "path": os.path.abspath(self.mktemp())}
+        )
+        thought = "A tool call is needed."
+        live.fake.script += [
+            call("get_weather", {"city": "Rome"}, thought=thought),
+            say("Hot in Rome."),
+        ]
+        client = self.client(live)
+        reasoning = {"effort": "low"}
+        first = await deferToThread(
+            client.responses.create,
+            model=MODEL,
+            input="Rome?",
+            tools=[WEATHER],
+            reasoning=reasoning,
+        )
+        callItem = next(i for i in first.output if i.type == "function_call")
+        second = await deferToThread(
+            client.responses.create,
+            model=MODEL,
+            previous_response_id=first.id,
+            tools=[WEATHER],
+            reasoning=reasoning,
+            input=[{"type": "function_call_output", "call_id": callItem.call_id, "output": "35C"}],
+        )
+        self.assertEqual(second.output_text, "Hot in Rome.", rejections(live.fake))
+        sent = live.fake.messages[1].body["messages"]
+        self.assertEqual([m["role"] for m in sent], ["user", "assistant", "user"])
+        self.assertEqual(live.fake.issued.get(sent[1]["content"][0].get("signature")), thought)
+
     async def test_parallel_tool_calls_go_back_as_one_user_message(self) -> None:
         live = MessagesGateway(self)
         live.fake.script += [
