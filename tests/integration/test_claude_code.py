@@ -506,6 +506,22 @@ class ClaudeCodeOntoChatTests(TestCase):
         self.assertEqual(sent.body["model"], "qwen3-coder")
         self.assertIn("Available agent types", orjson.dumps(sent.body["messages"]).decode())
 
+    async def test_the_effort_a_user_picks_reaches_the_model(self) -> None:
+        # `claude --effort low` (or /effort) on a model it does not know
+        # sends output_config.effort with adaptive thinking: the reasoning
+        # effort a Chat model understands.
+        live = LiveGateway(self)
+        live.upstream.script += [sse(textStream(["low"])), sse(textStream(["high"]))]
+        root = live.base.removesuffix("/v1")
+        for effort in ("low", "high"):
+            run = await runClaude(
+                self, root, "hi", model="qwen3-coder", extraArgs=["--effort", effort]
+            )
+            self.assertEqual(run.code, 0, run.why())
+        self.assertEqual(
+            [c.body.get("reasoning_effort") for c in chats(live.upstream)], ["low", "high"]
+        )
+
     async def test_usage_claude_code_reports_is_the_upstreams(self) -> None:
         live = LiveGateway(self)
         usage = {
