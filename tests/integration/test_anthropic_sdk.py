@@ -638,6 +638,70 @@ class AnthropicSDKOntoMessagesTests(TestCase):
             error.body["error"]["type"], ("api_error", "timeout_error", "overloaded_error")
         )
 
+    async def test_the_relay_streams_as_the_upstream_does(self) -> None:
+        # Each event reaches the client when the upstream sends it, not when
+        # the stream ends: text shows as it is written.
+        import time
+
+        from twisted.internet import reactor
+
+        from tests.fakes.anthropic_upstream import blockEvents, sseEvent
+
+        live = MessagesGateway(self)
+        pending: list[Any] = []
+        self.addCleanup(lambda: [c.cancel() for c in pending if c.active()])
+
+        def slow(request: Any, body: Any) -> Any:
+            shell = {
+                "id": "msg_slow",
+                "type": "message",
+                "role": "assistant",
+                "model": body["model"],
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {"input_tokens": 3, "output_tokens": 1},
+            }
+            events = [{"type": "message_start", "message": shell}]
+            events += blockEvents(0, {"type": "text", "text": "early late"})
+            request.setHeader(b"content-type", b"text/event-stream")
+            for event in events[:3]:  # message_start, block start, "early"
+                request.write(sseEvent(event))
+
+            def rest() -> None:
+                for event in events[3:]:
+                    request.write(sseEvent(event))
+                request.write(
+                    sseEvent(
+                        {
+                            "type": "message_delta",
+                            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                            "usage": {"output_tokens": 2},
+                        }
+                    )
+                )
+                request.write(sseEvent({"type": "message_stop"}))
+                request.finish()
+
+            pending.append(reactor.callLater(1.0, rest))
+            return NOT_DONE_YET
+
+        live.fake.script.append(slow)
+        client = self.client(live)
+
+        def timed() -> list[tuple[float, str]]:
+            seen = []
+            with client.messages.stream(
+                model=MODEL, max_tokens=16, messages=[{"role": "user", "content": "hi"}]
+            ) as stream:
+                for text in stream.text_stream:
+                    seen.append((time.monotonic(), text))
+            return seen
+
+        seen = await deferToThread(timed)
+        self.assertEqual("".join(t for _, t in seen), "early late")
+        self.assertGreater(seen[-1][0] - seen[0][0], 0.7, seen)
+
     async def test_upstream_errors_keep_their_class(self) -> None:
         import anthropic
 
