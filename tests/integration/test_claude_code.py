@@ -6,11 +6,17 @@ Anthropic upstream (relayed untouched): a plain answer, and a Bash tool
 round trip that writes a file.
 
 Claude Code runs offline against a local base URL with telemetry, the
-auto-updater and non-essential traffic off, in a throwaway HOME (it needs
-no onboarding state for `-p`). As root it refuses
-`--dangerously-skip-permissions`, so Bash is allowed with
-`--allowedTools Bash`. A few seconds per test: the CLI is a separate
-process speaking real HTTP, which is the point.
+auto-updater and non-essential traffic off, in a throwaway HOME outside the
+repository (it needs no onboarding state for `-p`, and inside a git checkout
+it takes the checkout as its project). As root it refuses
+`--dangerously-skip-permissions` (unless IS_SANDBOX=1), so Bash is allowed
+with `--allowedTools Bash`. CLAUDE_CODE_MAX_RETRIES=0 unless a test asks,
+so a failure fails fast. It first sends a keyless `HEAD /` to the base URL
+(a reachability probe whose answer it ignores). For a model name it does
+not know (ANTHROPIC_MODEL=qwen3-coder) it speaks the 2026 API: adaptive
+thinking, output_config.effort, its reminders as a trailing role "system"
+message. A few seconds per test: the CLI is a separate process speaking
+real HTTP, which is the point.
 """
 
 from __future__ import annotations
