@@ -173,6 +173,30 @@ class AnthropicSDKTests(TestCase):
         self.assertEqual(toolMessage["tool_call_id"], assistant["tool_calls"][0]["id"])
         self.assertIn("22C, sun", orjson.dumps(toolMessage["content"]).decode())
 
+    async def test_tool_choice_reaches_the_chat_upstream(self) -> None:
+        live = LiveGateway(self)
+        client = self.client(self.root(live))
+        for choice, expected, parallel in (
+            (
+                {"type": "tool", "name": "get_weather", "disable_parallel_tool_use": True},
+                {"type": "function", "function": {"name": "get_weather"}},
+                False,
+            ),
+            ({"type": "any"}, "required", None),
+            ({"type": "none"}, "none", None),
+        ):
+            await deferToThread(
+                client.messages.create,
+                model=MODEL,
+                max_tokens=16,
+                tools=[WEATHER],
+                tool_choice=choice,
+                messages=[{"role": "user", "content": "hi"}],
+            )
+            sent = self.chats(live)[-1].body
+            self.assertEqual(sent.get("tool_choice"), expected, choice)
+            self.assertEqual(sent.get("parallel_tool_calls"), parallel, choice)
+
     async def test_reasoning_content_arrives_as_a_thinking_block(self) -> None:
         live = LiveGateway(self)
         live.upstream.script.append(
