@@ -171,6 +171,28 @@ class BridgedRefusalTests(RefusalTests, SynchronousTestCase):
     def test_a_tool_choice_of_an_unknown_type_is_refused(self) -> None:
         self.assertRefused({"tool_choice": {"type": "teleport"}}, "tool_choice.type")
 
+    def test_a_tool_output_that_answers_no_call_is_refused_as_openai_refuses_it(self) -> None:
+        # Sent on, it would be an orphan tool message upstream.
+        output = {"type": "function_call_output", "call_id": "call_nowhere", "output": "1"}
+        route = Route(bridged)
+        status, _, content = route.post(dict(VALID, input=[output]))
+        self.assertEqual(status, 400)
+        error = orjson.loads(content)["error"]
+        self.assertEqual((error["type"], error["param"]), ("invalid_request_error", "input"))
+        self.assertEqual(
+            error["message"],
+            "No tool call found for function call output with call_id call_nowhere.",
+        )
+        self.assertEqual(route.harness.sent, [])
+
+    def test_a_tool_output_that_answers_a_call_is_sent(self) -> None:
+        call = {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"}
+        output = {"type": "function_call_output", "call_id": "c1", "output": "1"}
+        route = Route(bridged)
+        client = route.harness.connect()
+        client.post(b"/v1/responses", dict(VALID, input=[call, output]))
+        self.assertEqual(len(route.harness.sent), 1)
+
     def test_a_bad_field_is_refused_before_any_stored_turn_is_looked_up(self) -> None:
         self.assertRefused(
             {"previous_response_id": "resp_1", "max_output_tokens": "9"}, "max_output_tokens"
