@@ -26,17 +26,14 @@ import orjson
 from codexgw.dialects.chat.dialect import ChatDialect
 from codexgw.dialects.chat.stream_to_hub import unseal_reasoning
 from codexgw.dialects.chat.tools import (
-    CUSTOM,
-    FUNCTION,
-    LOCAL_SHELL,
     TOOL_SEARCH,
     ToolMap,
-    custom_arguments,
-    local_shell_arguments,
+    call_id_of,
     map_tool_choice,
     map_tools,
     revealed_tools,
     tool_search_result,
+    upstream_call,
 )
 from codexgw.dialects.responses.compaction import expand_compaction
 from codexgw.dialects.responses.echo import echo as _echo
@@ -436,45 +433,13 @@ def _user_content(content: str | list[Any], where: str, dialect: ChatDialect) ->
 
 
 def _call(b: _Builder, item: dict[str, Any], where: str) -> None:
-    kind = item["type"]
-    call_id = item.get("call_id")
-    if not isinstance(call_id, str) or not call_id:
-        raise InvalidRequest(
-            f"{where}.call_id must be a non-empty string", param=f"{where}.call_id"
-        )
-    namespace = item.get("namespace") if isinstance(item.get("namespace"), str) else None
-    if kind == "local_shell_call":
-        name = b.tool_map.upstream_name(LOCAL_SHELL, LOCAL_SHELL)
-        arguments = local_shell_arguments(item.get("action"))
-    else:
-        raw_name = item.get("name")
-        if not isinstance(raw_name, str) or not raw_name:
-            raise InvalidRequest(f"{where}.name must be a non-empty string", param=f"{where}.name")
-        if kind == "custom_tool_call":
-            text = item.get("input")
-            if not isinstance(text, str):
-                raise InvalidRequest(f"{where}.input must be a string", param=f"{where}.input")
-            name = b.tool_map.upstream_name(CUSTOM, raw_name, namespace)
-            arguments = custom_arguments(text)
-        else:
-            args = item.get("arguments")
-            if isinstance(args, dict):
-                args = orjson.dumps(args).decode("utf-8")
-            if not isinstance(args, str):
-                raise InvalidRequest(
-                    f"{where}.arguments must be a string", param=f"{where}.arguments"
-                )
-            name = b.tool_map.upstream_name(FUNCTION, raw_name, namespace)
-            arguments = args
+    call_id = call_id_of(item, where)
+    name, arguments = upstream_call(b.tool_map, item, where)
     b.call({"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}})
 
 
 def _output(b: _Builder, item: dict[str, Any], where: str) -> None:
-    call_id = item.get("call_id")
-    if not isinstance(call_id, str) or not call_id:
-        raise InvalidRequest(
-            f"{where}.call_id must be a non-empty string", param=f"{where}.call_id"
-        )
+    call_id = call_id_of(item, where)
     output = item.get("output")
     content: Any
     images: list[dict[str, Any]] = []

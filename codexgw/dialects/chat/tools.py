@@ -459,3 +459,42 @@ def tool_search_result(tools: list[Any], tool_map: ToolMap) -> str:
     if not found:
         return "No tools were found."
     return orjson.dumps({"tools_loaded": found}).decode("utf-8")
+
+
+def call_id_of(item: dict[str, Any], where: str) -> str:
+    """A hub call or output item's C{call_id}, which every upstream needs."""
+    call_id = item.get("call_id")
+    if not isinstance(call_id, str) or not call_id:
+        raise InvalidRequest(
+            f"{where}.call_id must be a non-empty string", param=f"{where}.call_id"
+        )
+    return call_id
+
+
+def upstream_call(tool_map: ToolMap, item: dict[str, Any], where: str) -> tuple[str, str]:
+    """
+    A hub call item (C{function_call}, C{custom_tool_call},
+    C{local_shell_call}) as a function call upstream: its name there (custom
+    and namespaced tools mapped) and its arguments as JSON text. Both the
+    Chat and the Messages spokes send calls as functions.
+    """
+    kind = item["type"]
+    namespace = item.get("namespace") if isinstance(item.get("namespace"), str) else None
+    if kind == "local_shell_call":
+        return tool_map.upstream_name(LOCAL_SHELL, LOCAL_SHELL), local_shell_arguments(
+            item.get("action")
+        )
+    raw_name = item.get("name")
+    if not isinstance(raw_name, str) or not raw_name:
+        raise InvalidRequest(f"{where}.name must be a non-empty string", param=f"{where}.name")
+    if kind == "custom_tool_call":
+        text = item.get("input")
+        if not isinstance(text, str):
+            raise InvalidRequest(f"{where}.input must be a string", param=f"{where}.input")
+        return tool_map.upstream_name(CUSTOM, raw_name, namespace), custom_arguments(text)
+    args = item.get("arguments")
+    if isinstance(args, dict):
+        args = orjson.dumps(args).decode("utf-8")
+    if not isinstance(args, str):
+        raise InvalidRequest(f"{where}.arguments must be a string", param=f"{where}.arguments")
+    return tool_map.upstream_name(FUNCTION, raw_name, namespace), args

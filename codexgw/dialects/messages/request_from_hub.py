@@ -29,17 +29,14 @@ import orjson
 from codexgw.dialects.chat.dialect import ChatDialect
 from codexgw.dialects.chat.request_from_hub import ChatRequest
 from codexgw.dialects.chat.tools import (
-    CUSTOM,
-    FUNCTION,
-    LOCAL_SHELL,
     TOOL_SEARCH,
     ToolMap,
-    custom_arguments,
-    local_shell_arguments,
+    call_id_of,
     map_tool_choice,
     map_tools,
     revealed_tools,
     tool_search_result,
+    upstream_call,
 )
 from codexgw.dialects.messages.stream_from_hub import tool_use_id
 from codexgw.dialects.messages.thinking import unseal_block
@@ -516,46 +513,14 @@ def _input_object(arguments: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"input": value}
 
 
-def _call_id(item: dict[str, Any], where: str) -> str:
-    call_id = item.get("call_id")
-    if not isinstance(call_id, str) or not call_id:
-        raise InvalidRequest(
-            f"{where}.call_id must be a non-empty string", param=f"{where}.call_id"
-        )
-    return call_id
-
-
 def _call(b: _Builder, item: dict[str, Any], where: str) -> None:
-    kind = item["type"]
-    call_id = _call_id(item, where)
-    namespace = item.get("namespace") if isinstance(item.get("namespace"), str) else None
-    if kind == "local_shell_call":
-        name = b.tool_map.upstream_name(LOCAL_SHELL, LOCAL_SHELL)
-        arguments = local_shell_arguments(item.get("action"))
-    elif kind == "tool_search_call":
+    call_id = call_id_of(item, where)
+    if item["type"] == "tool_search_call":
         name = b.tool_map.upstream_name(TOOL_SEARCH, TOOL_SEARCH)
         args = item.get("arguments")
         arguments = args if isinstance(args, str) else orjson.dumps(args or {}).decode("utf-8")
     else:
-        raw_name = item.get("name")
-        if not isinstance(raw_name, str) or not raw_name:
-            raise InvalidRequest(f"{where}.name must be a non-empty string", param=f"{where}.name")
-        if kind == "custom_tool_call":
-            text = item.get("input")
-            if not isinstance(text, str):
-                raise InvalidRequest(f"{where}.input must be a string", param=f"{where}.input")
-            name = b.tool_map.upstream_name(CUSTOM, raw_name, namespace)
-            arguments = custom_arguments(text)
-        else:
-            args = item.get("arguments")
-            if isinstance(args, dict):
-                args = orjson.dumps(args).decode("utf-8")
-            if not isinstance(args, str):
-                raise InvalidRequest(
-                    f"{where}.arguments must be a string", param=f"{where}.arguments"
-                )
-            name = b.tool_map.upstream_name(FUNCTION, raw_name, namespace)
-            arguments = args
+        name, arguments = upstream_call(b.tool_map, item, where)
     b.calls.add(call_id)
     if name not in b.names:
         b.names.append(name)
@@ -572,7 +537,7 @@ def _call(b: _Builder, item: dict[str, Any], where: str) -> None:
 
 
 def _output(b: _Builder, item: dict[str, Any], where: str) -> None:
-    call_id = _call_id(item, where)
+    call_id = call_id_of(item, where)
     if call_id not in b.calls:
         raise InvalidRequest(
             f"No tool call found for function call output with call_id {call_id}.",
