@@ -897,6 +897,37 @@ class CodexOntoMessagesTests(TestCase):
         self.assertEqual(last["content"][0]["type"], "tool_result")
         self.assertIn(marker, orjson.dumps(last["content"][0]).decode())
 
+    async def test_parallel_shell_calls(self) -> None:
+        # Two calls in one turn: however Codex orders calls and outputs in
+        # its next input, Anthropic wants one assistant message with both
+        # tool_use blocks and one user message opening with both results.
+        live = MessagesGateway(self)
+        a, b = "codexgw-par-1", "codexgw-par-2"
+        live.fake.script += [
+            Turn(
+                (
+                    ToolUse("exec_command", {"cmd": f"echo {a}"}),
+                    ToolUse("exec_command", {"cmd": f"echo {b}"}),
+                )
+            ),
+            say("Both ran."),
+        ]
+        code, message, out, err = await runCodex(self, live.base, "run both")
+        self.assertEqual(
+            code,
+            0,
+            f"codex failed:\n{rejections(live.fake)}\nstdout:{out[-2000:]}\nstderr:{err[-3000:]}",
+        )
+        self.assertIn("Both ran.", message)
+        self.assertEqual(live.fake.rejected, [], rejections(live.fake))
+        sent = live.fake.messages[1].body["messages"]
+        uses = [b for b in sent[-2]["content"] if b["type"] == "tool_use"]
+        results = [b for b in sent[-1]["content"] if b["type"] == "tool_result"]
+        self.assertEqual(len(uses), 2)
+        self.assertEqual([r["tool_use_id"] for r in results], [u["id"] for u in uses])
+        self.assertIn(a, orjson.dumps(results[0]).decode())
+        self.assertIn(b, orjson.dumps(results[1]).decode())
+
     async def test_a_rate_limit_is_waited_out(self) -> None:
         live = MessagesGateway(self)
         live.fake.script += [
