@@ -218,7 +218,7 @@ class Gateway:
             bridges=self.bridges,
             sockets=self.sockets,
         )
-        resource: IResource = self.app.app.resource()
+        resource: IResource = self.app.resource()
         if config.cors.allowed_origins:
             resource = CORSResource(resource, config.cors)
         redactConfigured(self.redactor)

@@ -210,6 +210,10 @@ class Proxy:
         self._recordTokens = recordTokens
         self._observers: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._streamGauges: dict[str, Any] = {}
+        # Label children by (model, key), made once: labels() is a lock and
+        # a tuple's hash each time. Bounded as the labels are (models past
+        # MAX_MODEL_LABELS share "other"; keys are configured).
+        self._tokenCounters: dict[tuple[str | None, str], tuple[Any, Any]] = {}
 
     # Arrival.
 
@@ -501,9 +505,15 @@ class Proxy:
             self.metrics.cancellations.labels(ex.route).inc()
         counted = tokens(ex.usage)
         if counted is not None:
-            model = self.metrics.model_label(ex.model)
-            self.metrics.tokens.labels("input", model, ex.key).inc(counted[0])
-            self.metrics.tokens.labels("output", model, ex.key).inc(counted[1])
+            pair = self._tokenCounters.get((ex.model, ex.key))
+            if pair is None:
+                model = self.metrics.model_label(ex.model)
+                pair = self._tokenCounters[(ex.model, ex.key)] = (
+                    self.metrics.tokens.labels("input", model, ex.key),
+                    self.metrics.tokens.labels("output", model, ex.key),
+                )
+            pair[0].inc(counted[0])
+            pair[1].inc(counted[1])
             if self._recordTokens is not None:
                 self._recordTokens(ex, counted[0] + counted[1])
         # A WebSocket's upgrade and turns say which socket they belong to.

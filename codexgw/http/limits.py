@@ -28,14 +28,18 @@ class RequestLimits:
         self._limiter = limiter
         self._defaults = defaults
         self._metrics = metrics
+        self._byKey: dict[str, Limits] = {}
 
     def limitsFor(self, key: ApiKey) -> Limits:
-        """A key's own limits, else the configured defaults."""
-        defaults = self._defaults
-        return Limits(
-            key.limits.requests_per_minute or defaults.requests_per_minute,
-            key.limits.tokens_per_minute or defaults.tokens_per_minute,
-        )
+        """A key's own limits, else the configured defaults (made once a key)."""
+        limits = self._byKey.get(key.name)
+        if limits is None:
+            defaults = self._defaults
+            limits = self._byKey[key.name] = Limits(
+                key.limits.requests_per_minute or defaults.requests_per_minute,
+                key.limits.tokens_per_minute or defaults.tokens_per_minute,
+            )
+        return limits
 
     async def check(self, ex: Any, key: ApiKey) -> None:
         """Count the request against its key's limits; 429 (or 503) past them."""

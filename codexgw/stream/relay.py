@@ -131,8 +131,10 @@ class _Relay(Protocol):
 
     # Writing.
 
-    # What one reactor turn gave the client, written once at its end.
+    # What one reactor turn gave the client, written once at its end; a
+    # whole body (not a stream of small chunks) is written as it comes.
     _pending: list[bytes] | None = None
+    _batch = True
 
     def write(self, data: bytes) -> None:
         """
@@ -145,6 +147,9 @@ class _Relay(Protocol):
         if self.firstByteAt is None:
             self.firstByteAt = self.clock.seconds()
         self.bytesOut += len(data)
+        if not self._batch:
+            self.request.write(data)
+            return
         pending = self._pending
         if pending is None:
             self._pending = [data]
@@ -275,6 +280,7 @@ class PassThroughRelay(_Relay):
     ) -> None:
         super().__init__(request, clock, onDone, **kw)
         self._sse = sse
+        self._batch = sse
         self._failureEvent = failureEvent
         # Anthropic's streams say the input tokens in their first event
         # (message_start) and the output in message_delta, before
