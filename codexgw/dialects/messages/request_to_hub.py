@@ -48,6 +48,7 @@ _KNOWN = frozenset(
         "tools",
         "tool_choice",
         "thinking",
+        "output_config",
         *_DROPPED,
     }
 )
@@ -350,16 +351,22 @@ def _tool_choice(choice: Any) -> tuple[Any, bool]:
     raise InvalidRequest(f"tool_choice.type {kind!r} is not supported", param="tool_choice")
 
 
-def _effort(thinking: Any) -> str | None:
+_EFFORTS = {"low": "low", "medium": "medium", "high": "high", "max": "high"}
+
+
+def _effort(thinking: Any, output: Any = None) -> str | None:
     """
     C{thinking} as C{reasoning.effort}: the budget's size class (under 4096
-    low, under 16384 medium, above high); C{adaptive} medium.
+    low, under 16384 medium, above high); C{adaptive} the effort the client
+    picked in C{output_config.effort} (Claude Code's C{--effort}; C{max} is
+    the hub's C{high}), else medium.
     """
     if not isinstance(thinking, dict):
         return None
     kind = thinking.get("type")
     if kind == "adaptive":
-        return "medium"
+        picked = output.get("effort") if isinstance(output, dict) else None
+        return _EFFORTS.get(picked, "medium") if isinstance(picked, str) else "medium"
     if kind != "enabled":
         return None
     budget = thinking.get("budget_tokens")
@@ -413,7 +420,7 @@ def messages_to_responses(body: Any, *, upstream_model: str | None = None) -> Hu
             out["tool_choice"] = mapped
             if serial:
                 out["parallel_tool_calls"] = False
-    effort = _effort(body.get("thinking"))
+    effort = _effort(body.get("thinking"), body.get("output_config"))
     if effort is not None:
         out["reasoning"] = {"effort": effort, "summary": "auto"}
         out["include"] = ["reasoning.encrypted_content"]
@@ -424,6 +431,9 @@ def messages_to_responses(body: Any, *, upstream_model: str | None = None) -> Hu
     if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
         if metadata["user_id"]:
             out["safety_identifier"] = _safety_identifier(metadata["user_id"])
+    output = body.get("output_config")
+    if isinstance(output, dict):
+        dropped += [f"output_config.{k}" for k in output if k != "effort"]
     dropped += [k for k in _DROPPED if body.get(k) is not None]
     dropped += sorted(k for k in body if k not in _KNOWN)
     return HubRequest(

@@ -137,6 +137,24 @@ class RuleTests(SynchronousTestCase):
             "reasoning", messages_to_responses(body(thinking={"type": "disabled"})).body
         )
 
+    def test_the_effort_picked_for_adaptive_thinking_is_the_reasoning_effort(self) -> None:
+        adaptive = {"type": "adaptive"}
+        for picked, effort in [
+            ("low", "low"),
+            ("high", "high"),
+            ("max", "high"),
+            ("odd", "medium"),
+        ]:
+            result = messages_to_responses(
+                body(thinking=adaptive, output_config={"effort": picked})
+            )
+            self.assertEqual(result.body["reasoning"]["effort"], effort, picked)
+            self.assertNotIn("output_config", result.dropped_fields)
+        result = messages_to_responses(
+            body(thinking=adaptive, output_config={"effort": "low", "format": {"type": "x"}})
+        )
+        self.assertEqual(result.dropped_fields, ["output_config.format"])
+
     def test_stop_sequences_and_unknown_fields_are_named_not_sent(self) -> None:
         result = messages_to_responses(body(stop_sequences=["END"], top_k=5, frobnicate=1))
         self.assertEqual(result.dropped_fields, ["stop_sequences", "top_k", "frobnicate"])
