@@ -589,6 +589,36 @@ class ClaudeCodeOntoChatTests(TestCase):
         self.assertEqual(tool["tool_call_id"], "call_bash1")
         self.assertIn(marker, orjson.dumps(tool["content"]).decode())
 
+    async def test_a_local_servers_tool_call_without_id_or_tool_calls_finish(self) -> None:
+        # vLLM/llama.cpp quirks: no id on the call, finish_reason "stop" after
+        # it. Claude Code needs a tool_use id and stop_reason tool_use to run
+        # it, and its tool_result must find the same call again upstream.
+        live = LiveGateway(self)
+        marker = "noid7781"
+        call = {
+            "index": 0,
+            "function": {"name": "Bash", "arguments": orjson.dumps(bashCommand(marker)).decode()},
+        }
+        live.upstream.script += [
+            sse(
+                [
+                    chatChunk({"role": "assistant", "content": "", "tool_calls": [call]}),
+                    chatChunk({}, "stop"),
+                    b"data: [DONE]\n\n",
+                ]
+            ),
+            sse(textStream(["Ran it."])),
+        ]
+        run = await runClaude(self, live.base.removesuffix("/v1"), "write the marker file")
+        self.assertEqual(run.code, 0, run.why())
+        self.assertEqual(run.read(f"bash-{marker}.txt"), f"{marker}\n")
+        self.assertIn("Ran it.", run.out)
+        messages = chats(live.upstream)[1].body["messages"]
+        assistant = next(m for m in messages if m.get("tool_calls"))
+        [tool] = [m for m in messages if m["role"] == "tool"]
+        self.assertTrue(assistant["tool_calls"][0]["id"])
+        self.assertEqual(tool["tool_call_id"], assistant["tool_calls"][0]["id"])
+
     async def test_parallel_bash_calls_go_back_as_one_assistant_message(self) -> None:
         live = LiveGateway(self)
         a, b = "para1101", "para2202"
