@@ -376,14 +376,17 @@ def responsesText(text: str) -> Any:
 def responsesCall(
     call_id: str, name: str, arguments: dict[str, Any], reasoning: str | None = None
 ) -> Any:
-    """A function call, after a reasoning item (summary C{reasoning}) when given."""
+    """
+    A function call, after a reasoning item when C{reasoning} is given (its
+    summary; an empty one for a model that reasons without summaries).
+    """
     before = []
     if reasoning is not None:
         before.append(
             {
                 "type": "reasoning",
                 "id": "rs_fake1",
-                "summary": [{"type": "summary_text", "text": reasoning}],
+                "summary": [{"type": "summary_text", "text": reasoning}] if reasoning else [],
                 "encrypted_content": SEALED,
             }
         )
@@ -938,6 +941,22 @@ class ClaudeCodeOntoResponsesTests(TestCase):
         reasoning = second["input"][kinds.index("reasoning")]
         self.assertEqual(reasoning.get("encrypted_content"), SEALED)
         self.assertLess(kinds.index("reasoning"), kinds.index("function_call"))
+
+    async def test_a_reasoning_item_without_summary_rides_back_too(self) -> None:
+        # gpt-5 without reasoning summaries: only the sealed content.
+        live = LiveGateway(self, upstream={"wire_api": "responses"})
+        marker = "bare5150"
+        live.upstream.script += [
+            responsesCall("call_rs2", "Bash", bashCommand(marker), reasoning=""),
+            responsesText(f"Bare {marker}."),
+        ]
+        run = await runClaude(self, live.base.removesuffix("/v1"), "write the marker file")
+        self.assertEqual(run.code, 0, run.why())
+        self.assertEqual(run.read(f"bash-{marker}.txt"), f"{marker}\n")
+        self.assertIn(f"Bare {marker}.", run.out)
+        second = [r for r in live.upstream.received if r.path == b"/v1/responses"][1].body
+        [reasoning] = [i for i in second["input"] if i.get("type") == "reasoning"]
+        self.assertEqual(reasoning.get("encrypted_content"), SEALED)
 
     async def test_a_context_overflow_is_one_claude_code_knows(self) -> None:
         # OpenAI fails an oversized Responses stream in-stream.
