@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import sys
+from time import time
 from typing import IO, Any
 
 import orjson
@@ -21,6 +22,7 @@ from twisted.logger import (
     FileLogObserver,
     ILogObserver,
     Logger,
+    LogLevel,
     formatEvent,
     formatEventAsClassicLogText,
     formatTime,
@@ -109,6 +111,7 @@ def redact(text: str) -> str:
 
 
 _ACCESS_EVENT = "{access_line}"  # the format logAccess emits
+_INFO = LogLevel.info
 
 
 def _message(event: dict[str, Any]) -> str:
@@ -133,12 +136,29 @@ def logAccess(**fields: Any) -> None:
     format string only names it: twisted.logger's own formatting per field
     was most of a request's logging cost. The fields ride along for JSON.
     """
-    line = ACCESS_FORMAT.format(**fields)
+    f = fields
+    # ACCESS_FORMAT, as an f-string: a third of the cost of str.format.
+    line = (
+        f"{f['method']} {f['route']} {f['status']} {f['duration_ms']}ms "
+        f"upstream={f['upstream']} model={f['model']} key={f['key']} "
+        f"request_id={f['request_id']} outcome={f['outcome']}"
+    )
     if len(fields) > _ACCESS_FIELDS:
         # Fields beyond the standard ones (a WebSocket's socket id and turn
         # count) follow the line as key=value.
         line += "".join(f" {k}={v}" for k, v in fields.items() if k not in _STANDARD)
-    access.info("{access_line}", access_line=line, **fields)
+    # The event access.info() would emit, made here: Logger.emit checks the
+    # level against every LogLevel constant (sorted anew) on each call, a
+    # fifth of what writing the line cost.
+    logger = access
+    fields["access_line"] = line
+    fields["log_logger"] = logger
+    fields["log_level"] = _INFO
+    fields["log_namespace"] = logger.namespace
+    fields["log_source"] = logger.source
+    fields["log_format"] = _ACCESS_EVENT
+    fields["log_time"] = time()
+    logger.observer(fields)
 
 
 def _jsonFormat(event: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.http.test_bridge_accounting -*-
+# -*- test-case-name: tests.stream.test_usage,tests.http.test_bridge_accounting -*-
 """
 Token usage of an answer, for metrics and token rate limits.
 
@@ -26,19 +26,24 @@ def findUsage(tail: bytes) -> dict[str, Any] | None:
         if start < 0 or colon < 0 or tail[colon + 1 : start].strip():
             at = tail.rfind(_KEY, 0, at)
             continue
-        depth = 0
-        for i in range(start, len(tail)):
-            c = tail[i]
-            if c == 0x7B:
-                depth += 1
-            elif c == 0x7D:
-                depth -= 1
-                if depth == 0:
-                    try:
-                        found = orjson.loads(tail[start : i + 1])
-                    except orjson.JSONDecodeError:
-                        break
-                    return found if isinstance(found, dict) else None
+        # From brace to brace, not byte by byte: a usage object is a few
+        # hundred bytes and has three or four braces.
+        depth, i = 0, start
+        while True:
+            close = tail.find(b"}", i)
+            if close < 0:
+                break
+            open_ = tail.find(b"{", i, close)
+            if open_ >= 0:
+                depth, i = depth + 1, open_ + 1
+                continue
+            depth, i = depth - 1, close + 1
+            if depth == 0:
+                try:
+                    found = orjson.loads(tail[start:i])
+                except orjson.JSONDecodeError:
+                    break
+                return found if isinstance(found, dict) else None
         at = tail.rfind(_KEY, 0, at)
     return None
 

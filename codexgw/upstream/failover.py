@@ -21,6 +21,8 @@ from typing import Any
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from codexgw.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
+
 log = Logger()
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
@@ -171,8 +173,6 @@ async def firstAnswer(
     @raise GatewayError: every candidate failed to connect, or every breaker
         is open (503 with C{Retry-After}).
     """
-    from codexgw.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
-
     # Breakers are asked one candidate at a time, as each is tried: asking
     # them all up front would take the probe slot of every half-open
     # upstream that the first healthy candidate then makes unnecessary.

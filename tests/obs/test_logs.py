@@ -12,7 +12,7 @@ import orjson
 from twisted.logger import Logger, LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from codexgw.obs.logs import jsonObserver, logAccess, redact, textObserver
+from codexgw.obs.logs import ACCESS_FORMAT, jsonObserver, logAccess, redact, textObserver
 
 SECRET = "sk-proj-0123456789abcdefSECRET"
 
@@ -175,6 +175,15 @@ class AccessLogTests(SynchronousTestCase):
         ):
             self.assertIn(expected, text)
         self.assertTrue(text.startswith("POST /v1/responses 200 12.5ms "), text)
+
+    def test_access_line_is_the_documented_format(self) -> None:
+        """The line is ACCESS_FORMAT (what docs/operations.md shows), field for field."""
+        fields = dict(ACCESS, model="m {x}", key="k=1", duration_ms=0.1)
+        logAccess(**fields)
+        [event] = self.accessEvents()
+        self.assertEqual(formatEvent(event), ACCESS_FORMAT.format(**fields))
+        self.assertEqual(event["log_namespace"], "codexgw.access")
+        self.assertIsInstance(event["log_time"], float)
 
     def test_access_event_is_info_with_structured_fields(self) -> None:
         logAccess(**ACCESS)
