@@ -671,13 +671,18 @@ def report(res: dict[str, Any]) -> str:
     br = res["bridge"]
     lines += [
         "",
-        "bridged (POST /v1/responses -> Chat upstream) vs direct Chat stream:",
+        "bridged (POST /v1/responses -> Chat upstream) vs the same stream passed through by",
+        "codexgw (POST /v1/chat/completions, target: bridged/pass-through >= 0.5) and direct:",
         f"  bridged streams/s, 20 events (c=32):    {br['streams20']['rps']:10.1f}   "
-        f"(direct chat {d['stream20']['rps']:.1f}, ratio {br['streams20']['rps'] / d['stream20']['rps']:.2f})",
+        f"(passed through {g['stream20']['rps']:.1f}, ratio "
+        f"{br['streams20']['rps'] / g['stream20']['rps']:.2f}; "
+        f"direct chat {d['stream20']['rps']:.1f}, ratio {br['streams20']['rps'] / d['stream20']['rps']:.2f})",
         f"  bridged TTFB p50/p99 ms:                {br['ttfb']['ttfb_p50_ms']:6.2f} / {br['ttfb']['ttfb_p99_ms']:6.2f}"
         f"   (direct {d['ttfb']['ttfb_p50_ms']:.2f} / {d['ttfb']['ttfb_p99_ms']:.2f})",
         f"  bridged events/s, 500-event stream:     {br['events500']['events_per_s']:10.0f}"
-        f"   (direct {d['events500']['events_per_s']:.0f}, ratio "
+        f"   (passed through {g['events500']['events_per_s']:.0f}, ratio "
+        f"{br['events500']['events_per_s'] / g['events500']['events_per_s']:.2f}; "
+        f"direct {d['events500']['events_per_s']:.0f}, ratio "
         f"{br['events500']['events_per_s'] / d['events500']['events_per_s']:.2f})",
         "",
         f"gateway RSS idle after start: {res['rss_idle_mb']:.1f} MB; after the load: {res['rss_after_mb']:.1f} MB",

@@ -56,13 +56,19 @@ def parseEvent(event: SSEEvent) -> dict[str, Any] | None:
 def encodeEvents(events: list[dict[str, Any]]) -> bytes:
     """Responses events as SSE, C{event:} line included."""
     dumps = orjson.dumps
-    return b"".join([_EVENT + e["type"].encode() + _DATA + dumps(e) + _END for e in events])
+    if len(events) == 1:
+        # Most upstream events make one client event: no list, no join.
+        e = events[0]
+        return b"event: %b\ndata: %b\n\n" % (e["type"].encode(), dumps(e))
+    return b"".join([b"event: %b\ndata: %b\n\n" % (e["type"].encode(), dumps(e)) for e in events])
 
 
 def encodeChunks(chunks: list[dict[str, Any]]) -> bytes:
     """Chat chunks as SSE C{data:} lines."""
     dumps = orjson.dumps
-    return b"".join([b"data: " + dumps(c) + _END for c in chunks])
+    if len(chunks) == 1:
+        return b"data: %b\n\n" % dumps(chunks[0])
+    return b"".join([b"data: %b\n\n" % dumps(c) for c in chunks])
 
 
 @attrs.frozen

@@ -445,8 +445,10 @@ class EventRelay(_Relay):
         self._deliver(events)
 
     def _deliver(self, events: list[SSEEvent]) -> None:
-        translate = self.translator.event
+        translator = self.translator
+        translate = translator.event
         out: list[bytes] = []
+        done = False
         for event in events:
             try:
                 chunk = translate(event)
@@ -462,11 +464,12 @@ class EventRelay(_Relay):
                 return
             if chunk:
                 out.append(chunk)
-            if self.translator.done:
+            if translator.done:
+                done = True
                 break
         if out:
-            self.write(b"".join(out))
-        if self.translator.done:
+            self.write(out[0] if len(out) == 1 else b"".join(out))
+        if done or (not events and translator.done):
             self._end(COMPLETE)
 
     def _unreadable(self, error: str) -> None:

@@ -559,3 +559,51 @@ class ByteOrderMarkClientTests(SynchronousTestCase):
         self.assertEqual(completed["status"], "completed")
         [message] = completed["output"]
         self.assertEqual(message["content"][0]["text"], "Hello")
+
+
+class OneEventAChunkTests(SynchronousTestCase):
+    """
+    Upstreams usually write each event as its own chunk, which the decoder
+    takes whole: it decodes exactly as the same bytes cut anywhere else.
+    """
+
+    def test_recorded_streams_fed_an_event_at_a_time(self) -> None:
+        for name, expected in RECORDED.items():
+            stream = fixture(name)
+            if b"\r" in stream:
+                continue
+            pieces = [piece + b"\n\n" for piece in stream.split(b"\n\n")[:-1]]
+            pieces.append(stream[sum(map(len, pieces)) :])
+            self.assertEqual(b"".join(pieces), stream)
+            self.assertEqual(decode(pieces), expected, name)
+
+    def test_fields_of_an_earlier_chunk_apply(self) -> None:
+        decoder = SSEDecoder()
+        self.assertEqual(decoder.feed(b"event: delta\nid: 7\n"), [])
+        self.assertEqual(decoder.feed(b"data: x\n\n"), [SSEEvent("x", "delta", "7")])
+        self.assertEqual(decoder.feed(b"data: y\n\n"), [SSEEvent("y", None, "7")])
+
+    def test_data_lines_of_an_earlier_chunk_are_joined(self) -> None:
+        decoder = SSEDecoder()
+        self.assertEqual(decoder.feed(b"data: one\n"), [])
+        self.assertEqual(decoder.feed(b"data: two\n\n"), [SSEEvent("one\ntwo")])
+
+    def test_no_space_empty_and_colon_values(self) -> None:
+        self.assertEqual(
+            decode([b"data:x\n\n", b"data:\n\n", b"data: a: b\n\n", b"data:  two\n\n"]),
+            [SSEEvent("x"), SSEEvent(""), SSEEvent("a: b"), SSEEvent(" two")],
+        )
+
+    def test_a_field_named_like_data_is_not_data(self) -> None:
+        self.assertEqual(decode([b"datax: 1\n\n", b"data: 2\n\n"]), [SSEEvent("2")])
+
+    def test_invalid_utf8_raises(self) -> None:
+        self.assertRaises(InvalidUTF8, SSEDecoder().feed, b'data: {"a":"\xff"}\n\n')
+
+    def test_over_the_cap_raises(self) -> None:
+        decoder = SSEDecoder(maxLineLength=20)
+        self.assertEqual(decoder.feed(b"data: " + b"x" * 14 + b"\n\n"), [SSEEvent("x" * 14)])
+        self.assertRaises(LineTooLong, decoder.feed, b"data: " + b"x" * 15 + b"\n\n")
+
+    def test_a_bom_before_the_first_event_is_dropped(self) -> None:
+        self.assertEqual(decode([BOM + b"data: x\n\n"]), [SSEEvent("x")])
