@@ -840,8 +840,22 @@ def main() -> int:
             if args.streams:
                 res["many"] = asyncio.run(manyStreams(ports["gateway"], gw.pid, args.streams))
             if args.sockets:
+                # A gateway of its own: one that has served the load above
+                # would put the sockets in memory the load freed.
+                ports["gateway_ws"] = freePort()
+                configs.append(
+                    gatewayConfig(
+                        ports["gateway_ws"],
+                        ports["upstream"],
+                        f'store: {{backend: sqlite, path: "{dataDir}/ws.sqlite3"}}\n',
+                    )
+                )
+                wsGw = procs.start(
+                    gatewayArgs(configs[-1]), serverCore, listening(ports["gateway_ws"])
+                )
+                time.sleep(0.5)
                 res["ws_memory"] = asyncio.run(
-                    websocket.socketMemory(ports["gateway"], lambda: rss(gw.pid), args.sockets)
+                    websocket.socketMemory(ports["gateway_ws"], lambda: rss(wsGw.pid), args.sockets)
                 )
             res["ws_loop"] = asyncio.run(
                 websocket.toolLoop(ports["gateway"], 20, lambda: cpuSeconds(gw.pid))

@@ -208,7 +208,7 @@ def report(memory: dict[str, float] | None, loop: dict[str, float] | None) -> li
     lines = ["", "WebSocket mode (issue 12)"]
     if memory:
         lines.append(
-            f"  {memory['sockets']:.0f} open sockets (each after a warm-up): "
+            f"  {memory['sockets']:.0f} open sockets on a fresh gateway (each after a warm-up): "
             f"{memory['kb_per_socket']:.1f} KB per socket "
             f"(RSS {memory['rss_before_mb']:.1f} -> {memory['rss_open_mb']:.1f} MB)"
         )
