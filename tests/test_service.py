@@ -299,3 +299,79 @@ class DrainFlushTests(SynchronousTestCase):
         for _ in range(int(FLUSH_GRACE / 0.05) + 2):
             h.reactor.advance(0.05)
         self.successResultOf(done)
+
+
+class ListeningTests(TestCase):
+    """
+    The listener twistd starts: bound before privileges are dropped, a port
+    that cannot be had stops startup with the reason, and stopping frees it.
+    """
+
+    def test_a_taken_port_fails_startup_with_the_reason(self) -> None:
+        from twisted.internet.error import CannotListenError
+
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        self.addCleanup(taken.close)
+        port = taken.getsockname()[1]
+        service = GatewayService(config("http://127.0.0.1:9/v1", f"tcp:{port}:interface=127.0.0.1"))
+        self.assertRaises(CannotListenError, service.privilegedStartService)
+
+    async def test_bound_at_privileged_start_and_freed_at_stop(self) -> None:
+        port = freePort()
+        listen = f"tcp:{port}:interface=127.0.0.1"
+        service = GatewayService(config("http://127.0.0.1:9/v1", listen))
+        service.privilegedStartService()
+        # Bound already, before startService (which twistd calls after
+        # giving up root).
+        probe = socket.socket()
+        self.addCleanup(probe.close)
+        self.assertEqual(probe.connect_ex(("127.0.0.1", port)), 0)
+        service.startService()
+        await service.stopService()
+        again = GatewayService(config("http://127.0.0.1:9/v1", listen))
+        again.startService()
+        await again.stopService()
+
+
+class PeriodicTests(SynchronousTestCase):
+    """The background health probes' schedule: now, each interval, none once stopped."""
+
+    def test_called_at_start_then_every_interval_until_stopped(self) -> None:
+        from twisted.internet.task import Clock
+
+        from codexgw.service import _Every
+
+        clock = Clock()
+        calls: list[float] = []
+        every = _Every(5, lambda: calls.append(clock.seconds()), clock)
+        every.startService()
+        clock.advance(5)
+        clock.advance(5)
+        self.assertEqual(calls, [0, 5, 10])
+        every.stopService()
+        clock.advance(20)
+        self.assertEqual(calls, [0, 5, 10])
+
+    def test_the_next_call_waits_for_a_slow_one(self) -> None:
+        from twisted.internet.defer import Deferred
+        from twisted.internet.task import Clock
+
+        from codexgw.service import _Every
+
+        clock = Clock()
+        pending: list[Deferred[None]] = []
+
+        def probe() -> Deferred[None]:
+            pending.append(Deferred())
+            return pending[-1]
+
+        every = _Every(5, probe, clock)
+        every.startService()
+        clock.advance(12)
+        self.assertEqual(len(pending), 1)
+        pending[0].callback(None)
+        clock.advance(5)
+        self.assertEqual(len(pending), 2)
+        every.stopService()
