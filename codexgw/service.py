@@ -34,7 +34,7 @@ from codexgw.http.cors import CORSResource
 from codexgw.http.dispatch import Dispatcher
 from codexgw.http.exchange import Proxy
 from codexgw.http.limits import RequestLimits
-from codexgw.http.pairs import everyPair
+from codexgw.http.pairs import Made, everyPair
 from codexgw.http.reverse import ReverseBridge
 from codexgw.http.routes import GatewayApp, Status
 from codexgw.http.site import GatewaySite, Redacting, connectionCap, openFileLimit
@@ -183,11 +183,14 @@ class Gateway:
         assert isinstance(bridge, Bridge) and isinstance(reverse, ReverseBridge)
         self.bridge, self.reverse = bridge, reverse
         # Compaction on every upstream dialect but the hub (which compacts itself).
-        self.compactors = {
-            name: Compactor(bridge=b, sealKey=sealKey, prompt=config.compaction_prompt)
-            for (client, name), b in self.bridges.items()
-            if client == HUB and isinstance(b, Bridge)
-        }
+        bridges = self.bridges
+
+        def compactor(name: str) -> Compactor:
+            b = bridges[(HUB, name)]
+            assert isinstance(b, Bridge)
+            return Compactor(bridge=b, sealKey=sealKey, prompt=config.compaction_prompt)
+
+        self.compactors = Made(SPOKES, compactor)
         self.compactor = self.compactors[CHAT.name]
         self.redactor = Redactor(configSecrets(config))
         self.sockets = WebSocketEndpoint(

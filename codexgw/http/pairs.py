@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.http.test_messages_bridge -*-
+# -*- test-case-name: tests.http.test_pairs,tests.http.test_messages_bridge -*-
 """
 Every pair of dialects, met through the hub: what serves a client of one
 dialect from an upstream of another, built once from the spokes.
@@ -12,12 +12,11 @@ The same dialect on both sides is a relay and needs nothing here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from codexgw.dialects import HUB, Spoke
 from codexgw.http.bridge import Bridge
-from codexgw.http.messages import DEFAULTS, FORWARDED
 from codexgw.http.reverse import ReverseBridge
 from codexgw.stream.adapters import FRAMINGS
 from codexgw.upstream.client import Upstream
@@ -31,12 +30,18 @@ def _messagesOptions(upstream: Upstream) -> dict[str, Any]:
     return {"default_max_tokens": cap} if cap else {}
 
 
-UPSTREAM_OPTIONS: dict[str, dict[str, Any]] = {
-    "messages": dict(
-        forwardHeaders=FORWARDED, defaultHeaders=DEFAULTS, requestOptions=_messagesOptions
-    ),
-}
-"""What a Bridge onto an upstream of a dialect needs beside its spoke."""
+def upstreamOptions(name: str) -> dict[str, Any]:
+    """What a Bridge onto an upstream of dialect C{name} needs beside its spoke."""
+    if name == "messages":
+        # The Messages route's header tables, with the rest of it, only
+        # once a Messages pair is wanted.
+        from codexgw.http.messages import DEFAULTS, FORWARDED
+
+        return dict(
+            forwardHeaders=FORWARDED, defaultHeaders=DEFAULTS, requestOptions=_messagesOptions
+        )
+    return {}
+
 
 EARLY_START = frozenset({"messages"})
 """Client dialects whose streams from a Responses upstream start, and are
@@ -44,34 +49,98 @@ kept alive with the dialect's own keep-alive events, while the upstream has
 not answered (Claude Code waits on its C{ping}s)."""
 
 
-def everyPair(
-    spokes: Mapping[str, Spoke],
-    bridge: Callable[..., Bridge],
-    reverse: Callable[..., ReverseBridge],
-) -> dict[Pair, Bridge | ReverseBridge]:
+class Pairs(Mapping[Pair, "Bridge | ReverseBridge"]):
     """
-    The bridge of every pair of distinct dialects among the hub and
-    C{spokes} whose client side has a wire framing.
+    The bridge of every pair of distinct dialects among the hub and the
+    spokes whose client side has a wire framing, each made (and its spokes
+    imported) the first time it is asked for, then kept.
 
     @param bridge: makes a L{Bridge} given its spoke and options (the
         shared collaborators bound already).
     @param reverse: makes a L{ReverseBridge} given its spoke, framing and
         C{early} (whether to start streams early, L{EARLY_START}).
     """
-    pairs: dict[Pair, Bridge | ReverseBridge] = {}
-    for name, spoke in spokes.items():
-        options = UPSTREAM_OPTIONS.get(name, {})
-        pairs[(HUB, name)] = bridge(spoke=spoke, **options)
-        if name in FRAMINGS:
-            pairs[(name, HUB)] = reverse(
-                spoke=spoke, framing=FRAMINGS[name], early=name in EARLY_START
+
+    def __init__(
+        self,
+        spokes: Mapping[str, Spoke],
+        bridge: Callable[..., Bridge],
+        reverse: Callable[..., ReverseBridge],
+    ) -> None:
+        self._spokes = spokes
+        self._bridge = bridge
+        self._reverse = reverse
+        self._made: dict[Pair, Bridge | ReverseBridge] = {}
+        # The pairs are known from the names alone: nothing is imported yet.
+        keys: list[Pair] = []
+        for name in spokes:
+            keys.append((HUB, name))
+            if name in FRAMINGS:
+                keys.append((name, HUB))
+            keys += [(c, name) for c in spokes if c != name and c in FRAMINGS]
+        self._keys = tuple(keys)
+
+    def __getitem__(self, pair: Pair) -> Bridge | ReverseBridge:
+        made = self._made.get(pair)
+        if made is None:
+            if pair not in self._keys:
+                raise KeyError(pair)
+            made = self._made[pair] = self._make(*pair)
+        return made
+
+    def _make(self, client: str, upstream: str) -> Bridge | ReverseBridge:
+        if client == HUB:
+            return self._bridge(spoke=self._spokes[upstream], **upstreamOptions(upstream))
+        if upstream == HUB:
+            return self._reverse(
+                spoke=self._spokes[client], framing=FRAMINGS[client], early=client in EARLY_START
             )
-        for clientName, client in spokes.items():
-            if clientName != name and clientName in FRAMINGS:
-                pairs[(clientName, name)] = bridge(
-                    spoke=spoke, client=client, framing=FRAMINGS[clientName], **options
-                )
-    return pairs
+        return self._bridge(
+            spoke=self._spokes[upstream],
+            client=self._spokes[client],
+            framing=FRAMINGS[client],
+            **upstreamOptions(upstream),
+        )
+
+    def __iter__(self) -> Iterator[Pair]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
 
 
-__all__ = ["EARLY_START", "UPSTREAM_OPTIONS", "Pair", "everyPair"]
+class Made(Mapping[str, Any]):
+    """
+    One value a name of C{names}, made by C{make} the first time it is
+    asked for, then kept (what each upstream dialect compacts with).
+    """
+
+    def __init__(self, names: Iterable[str], make: Callable[[str], Any]) -> None:
+        self._names = tuple(names)
+        self._make = make
+        self._made: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._made:
+            if name not in self._names:
+                raise KeyError(name)
+            self._made[name] = self._make(name)
+        return self._made[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+def everyPair(
+    spokes: Mapping[str, Spoke],
+    bridge: Callable[..., Bridge],
+    reverse: Callable[..., ReverseBridge],
+) -> Pairs:
+    """The bridges of every pair of dialects (see L{Pairs}), made as asked for."""
+    return Pairs(spokes, bridge, reverse)
+
+
+__all__ = ["EARLY_START", "Made", "Pair", "Pairs", "everyPair", "upstreamOptions"]

@@ -6,8 +6,9 @@ upstream and hand over to L{codexgw.http.exchange.Proxy}.
 
 from __future__ import annotations
 
+from collections import ChainMap
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import attrs
@@ -42,7 +43,6 @@ from codexgw.http.compact import Compactor
 from codexgw.http.dispatch import Call, Dispatcher
 from codexgw.http.exchange import Exchange, Proxy
 from codexgw.http.limits import RequestLimits
-from codexgw.http.messages import MessagesRoute, anthropicError
 from codexgw.http.reverse import ReverseBridge
 from codexgw.http.site import STANDARD_HEADERS
 from codexgw.http.websocket import WebSocketEndpoint
@@ -54,6 +54,9 @@ from codexgw.upstream.client import Upstream
 from codexgw.upstream.health import HealthChecker
 from codexgw.upstream.models import ModelCatalog
 from codexgw.upstream.routing import Router
+
+if TYPE_CHECKING:
+    from codexgw.http.messages import MessagesRoute
 
 CHAT = "/v1/chat/completions"
 RESPONSES = "/v1/responses"
@@ -121,6 +124,13 @@ def _withoutCredentials(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
+def _anthropicError(error: GatewayError) -> tuple[int, bytes]:
+    """Anthropic's error shape, its module loaded with the first Messages call."""
+    from codexgw.http.messages import anthropicError
+
+    return anthropicError(error)
+
+
 def _model(body: dict[str, Any]) -> str:
     model = body.get("model")
     if not isinstance(model, str) or not model:
@@ -186,16 +196,18 @@ class GatewayApp:
         self._storedRelay = storedRelay
         self._compactor = compactor
         # Compaction through the upstream's spoke, by its wire_api.
-        self._compactors: dict[str, Compactor] = dict(compactors or {})
-        if compactor is not None:
-            self._compactors.setdefault("chat", compactor)
+        # Looked up, never copied: the bridges and compactors of a dialect
+        # are made (and its spoke imported) only once a call needs them.
+        self._compactors: Mapping[str, Compactor] = ChainMap(
+            compactors if compactors is not None else {},  # type: ignore[arg-type]
+            {"chat": compactor} if compactor is not None else {},
+        )
         # What serves a client of one dialect from an upstream of another,
         # by (client dialect, upstream wire_api); same-dialect pairs relay.
-        self._bridges: dict[tuple[str, str], Any] = {
-            ("responses", "chat"): bridge,
-            ("chat", "responses"): reverse,
-            **(bridges or {}),
-        }
+        self._bridges: Mapping[tuple[str, str], Any] = ChainMap(
+            bridges if bridges is not None else {},  # type: ignore[arg-type]
+            {("responses", "chat"): bridge, ("chat", "responses"): reverse},
+        )
         self._messages = messages
         self._sockets = sockets
         self._storeOutage = Throttle(status.clock)
@@ -277,17 +289,19 @@ class GatewayApp:
     @app.route(MESSAGES, methods=["POST"])
     async def messages(self, request: Request) -> bytes | None:
         return await self._api(
-            request, MESSAGES, self._messagesRoute().create, errorShape=anthropicError
+            request, MESSAGES, self._messagesRoute().create, errorShape=_anthropicError
         )
 
     @app.route(COUNT_TOKENS, methods=["POST"])
     async def messages_count_tokens(self, request: Request) -> bytes | None:
         return await self._api(
-            request, COUNT_TOKENS, self._messagesRoute().countTokens, errorShape=anthropicError
+            request, COUNT_TOKENS, self._messagesRoute().countTokens, errorShape=_anthropicError
         )
 
     def _messagesRoute(self) -> MessagesRoute:
         if self._messages is None:
+            from codexgw.http.messages import MessagesRoute
+
             self._messages = MessagesRoute(
                 exchanges=self.proxy,
                 dispatcher=self._dispatcher,
@@ -592,7 +606,7 @@ class GatewayApp:
     def _routeError(self, request: Request, error: GatewayError) -> bytes:
         # Anthropic's clients get their own shape under the Messages paths.
         path = request.path or b""
-        shape = anthropicError if path.startswith(MESSAGES.encode()) else None
+        shape = _anthropicError if path.startswith(MESSAGES.encode()) else None
         ex = self.proxy.begin(request, "unmatched", shape)
         try:
             return ex.fail(error)
