@@ -42,10 +42,6 @@ class Spokes(Mapping[str, Spoke]):
     def __len__(self) -> int:
         return len(self._where)
 
-    def loaded(self, name: str) -> bool:
-        """Whether the spoke named C{name} has been imported yet."""
-        return name in self._loaded
-
 
 SPOKES = Spokes(
     {"chat": "codexgw.dialects.chat:CHAT", "messages": "codexgw.dialects.messages:MESSAGES"}

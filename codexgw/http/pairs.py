@@ -49,11 +49,37 @@ kept alive with the dialect's own keep-alive events, while the upstream has
 not answered (Claude Code waits on its C{ping}s)."""
 
 
-class Pairs(Mapping[Pair, "Bridge | ReverseBridge"]):
+class Made(Mapping[Any, Any]):
+    """
+    One value a key of C{keys}, made by C{make} the first time it is asked
+    for, then kept: a dialect's bridges and compactor exist, and its spoke
+    is imported, only once a call needs them.
+    """
+
+    def __init__(self, keys: Iterable[Any], make: Callable[[Any], Any]) -> None:
+        self._keys = tuple(keys)
+        self._make = make
+        self._made: dict[Any, Any] = {}
+
+    def __getitem__(self, key: Any) -> Any:
+        if key not in self._made:
+            if key not in self._keys:
+                raise KeyError(key)
+            self._made[key] = self._make(key)
+        return self._made[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+class Pairs(Made):
     """
     The bridge of every pair of distinct dialects among the hub and the
-    spokes whose client side has a wire framing, each made (and its spokes
-    imported) the first time it is asked for, then kept.
+    spokes whose client side has a wire framing (a L{Made}: each bridge,
+    and its spokes, only once asked for).
 
     @param bridge: makes a L{Bridge} given its spoke and options (the
         shared collaborators bound already).
@@ -70,7 +96,6 @@ class Pairs(Mapping[Pair, "Bridge | ReverseBridge"]):
         self._spokes = spokes
         self._bridge = bridge
         self._reverse = reverse
-        self._made: dict[Pair, Bridge | ReverseBridge] = {}
         # The pairs are known from the names alone: nothing is imported yet.
         keys: list[Pair] = []
         for name in spokes:
@@ -78,17 +103,9 @@ class Pairs(Mapping[Pair, "Bridge | ReverseBridge"]):
             if name in FRAMINGS:
                 keys.append((name, HUB))
             keys += [(c, name) for c in spokes if c != name and c in FRAMINGS]
-        self._keys = tuple(keys)
+        super().__init__(keys, lambda pair: self._pair(*pair))
 
-    def __getitem__(self, pair: Pair) -> Bridge | ReverseBridge:
-        made = self._made.get(pair)
-        if made is None:
-            if pair not in self._keys:
-                raise KeyError(pair)
-            made = self._made[pair] = self._make(*pair)
-        return made
-
-    def _make(self, client: str, upstream: str) -> Bridge | ReverseBridge:
+    def _pair(self, client: str, upstream: str) -> Bridge | ReverseBridge:
         if client == HUB:
             return self._bridge(spoke=self._spokes[upstream], **upstreamOptions(upstream))
         if upstream == HUB:
@@ -101,37 +118,6 @@ class Pairs(Mapping[Pair, "Bridge | ReverseBridge"]):
             framing=FRAMINGS[client],
             **upstreamOptions(upstream),
         )
-
-    def __iter__(self) -> Iterator[Pair]:
-        return iter(self._keys)
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-
-class Made(Mapping[str, Any]):
-    """
-    One value a name of C{names}, made by C{make} the first time it is
-    asked for, then kept (what each upstream dialect compacts with).
-    """
-
-    def __init__(self, names: Iterable[str], make: Callable[[str], Any]) -> None:
-        self._names = tuple(names)
-        self._make = make
-        self._made: dict[str, Any] = {}
-
-    def __getitem__(self, name: str) -> Any:
-        if name not in self._made:
-            if name not in self._names:
-                raise KeyError(name)
-            self._made[name] = self._make(name)
-        return self._made[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names)
-
-    def __len__(self) -> int:
-        return len(self._names)
 
 
 def everyPair(

@@ -29,9 +29,6 @@ from codexgw.stream.interfaces import IAnswer, IEventAdapter
 from codexgw.stream.outcomes import Outcome
 from codexgw.stream.sse import DONE, HEARTBEAT, SSEError, SSEEvent
 
-_EVENT = b"event: "
-_DATA = b"\ndata: "
-_END = b"\n\n"
 _JSON = b"application/json"
 
 

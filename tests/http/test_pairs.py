@@ -78,13 +78,12 @@ LOADED = """
 import sys
 from codexgw.config import parse
 from codexgw.service import Gateway
-from codexgw.dialects import SPOKES
 config = parse({"upstreams": {"main": {"base_url": "http://127.0.0.1:9/v1"}},
                 "default_upstream": "main", "store": {"backend": "none"}}, "t.yaml", {})
 gateway = Gateway(config)
-print("idle", "codexgw.dialects.messages" in sys.modules, SPOKES.loaded("messages"))
+print("idle", "codexgw.dialects.messages" in sys.modules, "codexgw.http.messages" in sys.modules)
 gateway.app._messagesRoute()
-print("after", "codexgw.dialects.messages" in sys.modules, SPOKES.loaded("messages"))
+print("after", "codexgw.dialects.messages" in sys.modules, "codexgw.http.messages" in sys.modules)
 """
 
 
